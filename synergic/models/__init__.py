@@ -1,0 +1,1 @@
+"""The SDL^n model: backbones, DCNN components, synergic heads and their assembly."""

@@ -1,0 +1,378 @@
+"""The recipe: every setting of a synergic run, as typed pydantic models.
+
+A recipe is a YAML file (see :mod:`synergic.recipe.loading`) validated by :class:`Recipe`. Defaults
+are the paper's (Zhang et al., MICCAI 2018) where the paper gives a value; the docstrings and
+``description=`` texts feed the generated key reference.
+
+Every section forbids unknown keys, so a misspelt key is an error rather than a silently ignored
+setting. Registry names (data sets, backbones, synergic heads, aggregators, pair samplers) are plain
+strings here because plugins can add names; :func:`synergic.recipe.check_registry_names` checks them.
+
+A few sections accept a shorthand: a plain string for a named component (``sampler: random`` means
+``sampler: {name: random}``) and a boolean for ``data.augment``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "Recipe",
+    "DataConfig",
+    "AugmentConfig",
+    "ModelConfig",
+    "BackboneConfig",
+    "HeadConfig",
+    "SynergicHeadConfig",
+    "TrainConfig",
+    "SamplerConfig",
+    "OptimizerConfig",
+    "LRScheduleConfig",
+]
+
+
+class _Section(BaseModel):
+    """A recipe section: unknown keys are errors, numbers must be finite."""
+
+    # allow_inf_nan: a learning rate of .nan is never meant. coerce_numbers_to_str: `name: 2016`
+    # in YAML is an int, but the user meant the name "2016".
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, coerce_numbers_to_str=True)
+
+    @classmethod
+    def expand_shorthand(cls, value: Any) -> Any:
+        """The mapping a shorthand value stands for; other values are returned unchanged."""
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_shorthand(cls, value: Any) -> Any:
+        return cls.expand_shorthand(value)
+
+
+class _NamedComponent(_Section):
+    """A registry name plus keyword options; a plain string is shorthand for ``{name: ...}``."""
+
+    @classmethod
+    def expand_shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"name": value}
+        return value
+
+
+# --------------------------------------------------------------------------------------------- data
+
+
+class AugmentConfig(_Section):
+    """Training-time data augmentation (Sect. 3.4: random rotation, horizontal and vertical flips).
+
+    ``augment: false`` turns all of it off (the "without DA" rows of Table 1); ``augment: true``
+    means the defaults.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    rotation: float = Field(
+        180.0,
+        ge=0,
+        le=180,
+        description="Largest random rotation in degrees, drawn uniformly from [-rotation, "
+        "rotation]; 0 turns rotation off. The paper does not give a range; 180 allows any angle, "
+        "which suits dermoscopy images (no natural up).",
+    )
+    hflip: bool = Field(True, description="Random horizontal flip with probability 0.5.")
+    vflip: bool = Field(True, description="Random vertical flip with probability 0.5.")
+
+    @classmethod
+    def expand_shorthand(cls, value: Any) -> Any:
+        if value is True:
+            return {}
+        if value is False:
+            return {"rotation": 0.0, "hflip": False, "vflip": False}
+        return value
+
+
+class DataConfig(_Section):
+    """Where the images come from and how they are prepared (Sect. 3.1)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str = Field(
+        description="Data-set name in the data-set registry, e.g. isic2016, folder, csv, "
+        "synthetic_lesions (`synergic list datasets`)."
+    )
+    root: str | None = Field(
+        None, description="Folder that holds the data set; null means the data set's default."
+    )
+    download: bool = Field(
+        False, description="Download the data set into `root` on first use when it is missing."
+    )
+    image_size: int = Field(
+        224, ge=16, description="Side of the square input images in pixels (Sect. 3.1: 224)."
+    )
+    resize: Literal["bicubic", "bilinear", "nearest", "lanczos"] = Field(
+        "bicubic", description="Interpolation used to resize images (Sect. 3.1: bicubic)."
+    )
+    validation_fraction: float = Field(
+        0.0,
+        ge=0.0,
+        le=0.9,
+        description="Fraction of the training set held out as a stratified validation split when "
+        "the data set has no validation split of its own; 0 trains on all training images.",
+    )
+    augment: AugmentConfig = Field(
+        default_factory=AugmentConfig,
+        description="Training-time augmentation; `false` turns it off, `true` means the defaults.",
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments passed to the data-set factory."
+    )
+    cache: bool = Field(
+        True,
+        description="Keep decoded, resized images in an on-disk cache so that later epochs and "
+        "runs skip JPEG decoding.",
+    )
+    cache_dir: str | None = Field(
+        None, description="Folder of the decoded-image cache; null means the user's cache folder."
+    )
+
+
+# -------------------------------------------------------------------------------------------- model
+
+
+class BackboneConfig(_NamedComponent):
+    """The feature extractor of each DCNN component (Sect. 3.2: ImageNet-pretrained ResNet-50)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        "resnet50",
+        description="A registered backbone or any timm model name (`synergic list backbones`).",
+    )
+    pretrained: bool = Field(
+        True, description="Start from pretrained (ImageNet) weights, as the paper does."
+    )
+    weights: str | None = Field(
+        None,
+        description="Local file with the pretrained weights (no download); null lets the backbone "
+        "fetch its default weights when `pretrained` is true.",
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments passed to the backbone factory."
+    )
+
+
+class HeadConfig(_Section):
+    """The classifier that replaces the backbone's own (Sect. 3.2: FC 1024, FC K, softmax)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hidden: int = Field(
+        1024, ge=1, description="Neurons of the hidden fully connected layer (Sect. 3.2: 1024)."
+    )
+    init_range: float = Field(
+        0.05,
+        gt=0,
+        description="The head's weights start uniform in [-init_range, init_range] "
+        "(Sect. 3.2: U(-0.05, 0.05)).",
+    )
+    activation: Literal["none", "relu"] = Field(
+        "none",
+        description="Activation between the two fully connected layers; the paper names none.",
+    )
+
+
+class SynergicHeadConfig(_NamedComponent):
+    """The synergic network that tells whether a pair shares a class (Sect. 3.3)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("mlp", description="Synergic-head name in the synergic-head registry.")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments passed to the synergic-head factory."
+    )
+
+
+class ModelConfig(_Section):
+    """The SDL^n model: n DCNN components and a synergic head for each pair of them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    components: int = Field(
+        2,
+        ge=1,
+        description="Number n of DCNN components (SDL^n; Sect. 5 suggests 2 or 3). 1 trains a "
+        "single network with no synergic head.",
+    )
+    backbone: BackboneConfig = Field(
+        default_factory=BackboneConfig,
+        description="Backbone of every component; a plain string is shorthand for its name.",
+    )
+    head: HeadConfig = Field(default_factory=HeadConfig, description="Classifier of each component.")
+    synergic_head: SynergicHeadConfig = Field(
+        default_factory=SynergicHeadConfig,
+        description="Synergic network of each pair; a plain string is shorthand for its name.",
+    )
+    aggregator: str = Field(
+        "sum_softmax",
+        description="How the components' predictions combine at test time, a name in the "
+        "aggregator registry (eq. 6: sum of the softmax outputs).",
+    )
+
+
+# -------------------------------------------------------------------------------------------- train
+
+
+class SamplerConfig(_NamedComponent):
+    """How training pairs are drawn (Sect. 3.3: 45-55% intra-class pairs in each batch)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        "balanced",
+        description="Pair-sampler name in the pair-sampler registry; `balanced` keeps the share "
+        "of same-class pairs near one half, as the paper does.",
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments passed to the pair sampler."
+    )
+
+
+class OptimizerConfig(_Section):
+    """Mini-batch SGD (Sect. 3.2 and 3.4)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Literal["sgd"] = Field("sgd", description="The optimiser; the paper uses SGD.")
+    lr: float = Field(
+        1e-4, gt=0, description="Initial learning rate eta(0) (Sect. 3.4: 0.0001)."
+    )
+    momentum: float = Field(
+        0.0, ge=0, lt=1, description="SGD momentum; the paper names none, so 0."
+    )
+    weight_decay: float = Field(
+        0.0, ge=0, description="L2 weight decay; the paper names none, so 0."
+    )
+    nesterov: bool = Field(False, description="Nesterov momentum (needs momentum > 0).")
+
+
+class LRScheduleConfig(_Section):
+    """How the learning rate changes over iterations; a plain string is shorthand for its name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Literal["inverse_time", "constant", "cosine"] = Field(
+        "inverse_time",
+        description="inverse_time: eta(t) = eta(0) / (1 + gamma * t) (Sect. 3.4); constant; "
+        "cosine: cosine decay to 0 at the last iteration.",
+    )
+    gamma: float = Field(
+        1e-4, ge=0, description="Decay rate of inverse_time (Sect. 3.4: 10^-4)."
+    )
+    warmup: int = Field(
+        0, ge=0, description="Iterations of linear warm-up from 0 before the schedule starts."
+    )
+
+    @classmethod
+    def expand_shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"name": value}
+        return value
+
+
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+class TrainConfig(_Section):
+    """The training loop (Sect. 3.4)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    iterations: int = Field(
+        100_000, ge=1, description="Training iterations (Sect. 3.4: 100,000)."
+    )
+    batch_size: int = Field(
+        32,
+        ge=1,
+        description="Pairs per iteration, over all processes (Sect. 3.2: mini-batch of 32).",
+    )
+    synergic_weight: float = Field(
+        3.0,
+        ge=0,
+        description="lambda, the weight of the synergic error (Sect. 3.4 and Fig. 4: 3); "
+        "0 trains the components independently (an ensemble).",
+    )
+    synergic_gradient: Literal["paper", "joint"] = Field(
+        "paper",
+        description="paper: each component gets its classification gradient plus lambda times "
+        "the synergic gradient, each synergic head its own unscaled gradient (eq. 5); joint: "
+        "minimise the sum of the cross-entropies plus lambda times the synergic errors.",
+    )
+    sampler: SamplerConfig = Field(
+        default_factory=SamplerConfig,
+        description="Pair sampler; a plain string is shorthand for its name.",
+    )
+    optimizer: OptimizerConfig = Field(
+        default_factory=OptimizerConfig, description="Optimiser settings."
+    )
+    lr_schedule: LRScheduleConfig = Field(
+        default_factory=LRScheduleConfig,
+        description="Learning-rate schedule; a plain string is shorthand for its name.",
+    )
+    device: str = Field(
+        "auto",
+        description="auto (a GPU when there is one, else the CPU), cpu, cuda or cuda:N.",
+        json_schema_extra={"pattern": "^(auto|cpu|cuda(:[0-9]+)?)$"},
+    )
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="Arithmetic precision; bf16 and fp16 use autocast on the GPU."
+    )
+    compile: bool = Field(False, description="Compile the model with torch.compile.")
+    channels_last: bool = Field(
+        True, description="Keep images and convolutions in channels-last memory layout."
+    )
+    eval_every: int = Field(
+        1000,
+        ge=0,
+        description="Evaluate on the validation split every this many iterations; 0 only at the "
+        "end.",
+    )
+    checkpoint_every: int = Field(
+        1000,
+        ge=0,
+        description="Write a checkpoint every this many iterations; 0 only at the end.",
+    )
+    log_every: int = Field(10, ge=1, description="Log the losses every this many iterations.")
+    num_workers: int = Field(
+        0, ge=0, description="Worker processes that decode images; 0 decodes in the main process."
+    )
+    grad_clip: float | None = Field(
+        None, gt=0, description="Clip the gradient norm to this value; null does not clip."
+    )
+    eval_batch_size: int = Field(64, ge=1, description="Images per batch during evaluation.")
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        if not _DEVICE.fullmatch(value):
+            raise ValueError("must be auto, cpu, cuda or cuda:N (e.g. cuda:1)")
+        return value
+
+
+# ------------------------------------------------------------------------------------------- recipe
+
+
+class Recipe(_Section):
+    """A synergic run: its name, seed, data, model and training settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Name of the run; the default run folder is runs/<name>/.")
+    seed: int = Field(
+        0, ge=0, description="Seed of every random choice: initialisation, pairs, augmentation."
+    )
+    data: DataConfig = Field(description="The data set and its preparation.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="The SDL^n model.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="The training loop.")

@@ -1,0 +1,1 @@
+"""The training loop, learning-rate schedules, evaluation and checkpoints."""

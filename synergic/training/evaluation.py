@@ -1,0 +1,95 @@
+"""Test-time prediction and scoring: each component classifies every image, an aggregator
+combines them (eq. 6), and the metrics are computed for the aggregate and each component."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from synergic.aggregators import sum_softmax
+
+
+@dataclass
+class Evaluation:
+    probabilities: torch.Tensor  # aggregate, [N, K]
+    component_probabilities: list[torch.Tensor]  # softmax of each component, [N, K]
+    labels: torch.Tensor  # [N]
+    metrics: dict[str, float] = field(default_factory=dict)
+    component_metrics: list[dict[str, float]] = field(default_factory=list)
+
+
+def _components_of(model: nn.Module) -> nn.ModuleList:
+    model = getattr(model, "module", model)  # DDP
+    model = getattr(model, "_orig_mod", model)  # torch.compile
+    return model.components
+
+
+@torch.inference_mode()
+def predict(
+    model: nn.Module,
+    images: torch.Tensor,
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+    batch_size: int = 64,
+    device: torch.device | str = "cpu",
+    precision: str = "fp32",
+    channels_last: bool = False,
+) -> list[torch.Tensor]:
+    """Each component's logits ``[N, K]`` (float32, on the CPU) for uint8 images ``[N, 3, H, W]``."""
+    device = torch.device(device)
+    components = _components_of(model)
+    was_training = components.training
+    components.eval()
+    mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
+    outputs: list[list[torch.Tensor]] = [[] for _ in components]
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    try:
+        for start in range(0, len(images), batch_size):
+            batch = images[start : start + batch_size].to(device, non_blocking=True)
+            batch = (batch.float() / 255.0 - mean_t) / std_t
+            if channels_last:
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                for k, component in enumerate(components):
+                    outputs[k].append(component(batch).logits.float().cpu())
+    finally:
+        components.train(was_training)
+    return [torch.cat(chunks) if chunks else torch.empty(0) for chunks in outputs]
+
+
+def evaluate(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor | Sequence[int],
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+    aggregator: Callable[[list[torch.Tensor]], torch.Tensor] = sum_softmax,
+    batch_size: int = 64,
+    device: torch.device | str = "cpu",
+    precision: str = "fp32",
+    channels_last: bool = False,
+) -> Evaluation:
+    """Predict ``images`` with every component, aggregate, and score against ``labels``."""
+    from synergic.metrics import compute_metrics
+
+    logits = predict(
+        model, images, mean=mean, std=std, batch_size=batch_size, device=device,
+        precision=precision, channels_last=channels_last,
+    )
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    aggregate = aggregator(logits)
+    component_probabilities = [x.softmax(dim=-1) for x in logits]
+    y = labels.numpy()
+    return Evaluation(
+        probabilities=aggregate,
+        component_probabilities=component_probabilities,
+        labels=labels,
+        metrics=compute_metrics(aggregate.double().numpy(), y),
+        component_metrics=[compute_metrics(p.double().numpy(), y) for p in component_probabilities],
+    )

@@ -1,0 +1,420 @@
+"""A short SDL training loop you can read top to bottom.
+
+Each step: the pair sampler names the images of every component's stream; the images (decoded
+once, uint8, resident on the device when they fit) are gathered, augmented in a batch with a
+generator seeded from (seed, step, stream), normalised; the model and :class:`SynergicLoss` give
+the loss terms; one SGD step; the learning rate follows its schedule. Everything random derives
+from the seed and the step, plus the global RNG states saved in each checkpoint, so a resumed
+run repeats the uninterrupted one exactly (on the CPU).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import signal
+import time
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from synergic.aggregators import sum_softmax
+from synergic.errors import SynergicError
+from synergic.losses import SynergicLoss
+from synergic.sampling import PairSampler, step_generator
+from synergic.training.checkpoint import (
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from synergic.training.evaluation import Evaluation, evaluate
+from synergic.training.schedules import inverse_time_lr
+
+# Keep the decoded training set on the accelerator when it is at most this large.
+DEVICE_RESIDENT_MAX_BYTES = 4 * 1024**3
+
+
+class NonFiniteLossError(SynergicError):
+    pass
+
+
+class TrainingInterrupted(SynergicError):
+    pass
+
+
+@dataclass
+class Augmentation:
+    """The paper's training augmentation: random rotation (degrees, +/-) and flips."""
+
+    rotation: float = 180.0
+    hflip: bool = True
+    vflip: bool = True
+
+    @property
+    def enabled(self) -> bool:
+        return self.rotation > 0 or self.hflip or self.vflip
+
+
+@dataclass
+class TrainerState:
+    step: int = 0
+    best_metric: float | None = None
+    best_step: int | None = None
+    validation_history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SynergicError("train.device is 'cuda' but no CUDA GPU is available: use auto or cpu")
+    return device
+
+
+class Trainer:
+    """Train an SDL^n model.
+
+    Args:
+        model: a :class:`~synergic.SynergicModel` (or anything with the same forward).
+        loss: the :class:`~synergic.SynergicLoss` (lambda and the gradient rule).
+        sampler: a pair sampler over the training set (its ``num_streams`` = components).
+        images: the training images, uint8 ``[N, 3, H, W]`` (see ``synergic.data.cache``).
+        labels: their class labels ``[N]``.
+        mean, std: input normalisation (the backbone's, see ``backbone_normalization``).
+        iterations: number of SGD steps.
+        optimizer: default: the paper's plain SGD with learning rate 1e-4.
+        lr_schedule: a multiplier of the initial rate per step; default the paper's
+            1 / (1 + 1e-4 t).
+        augmentation: default the paper's (rotation, horizontal and vertical flips); ``None``
+            for none.
+        validation: optional ``(images, labels)`` evaluated every ``eval_every`` steps; the best
+            model by ``selection_metric`` is saved as ``best.pt``.
+        checkpoint_dir: where ``last.pt`` / ``best.pt`` go (nothing is saved without it).
+        log_path: a CSV of the training log (step, loss terms, learning rate, seconds per step).
+        callbacks: objects with any of ``on_log(trainer, record)``,
+            ``on_validation(trainer, evaluation)``, ``on_checkpoint(trainer, path)``.
+        metadata: saved in every checkpoint (e.g. the recipe and its hash).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: SynergicLoss,
+        sampler: PairSampler,
+        images: torch.Tensor,
+        labels: torch.Tensor | Sequence[int],
+        *,
+        mean: Sequence[float],
+        std: Sequence[float],
+        iterations: int,
+        optimizer: torch.optim.Optimizer | None = None,
+        lr_schedule: Callable[[int], float] | None = None,
+        augmentation: Augmentation | None = Augmentation(),
+        seed: int = 0,
+        device: str | torch.device = "auto",
+        precision: str = "fp32",
+        compile: bool = False,
+        channels_last: bool = False,
+        grad_clip: float | None = None,
+        validation: tuple[torch.Tensor, torch.Tensor | Sequence[int]] | None = None,
+        aggregator: Callable[[list[torch.Tensor]], torch.Tensor] = sum_softmax,
+        selection_metric: str = "ap",
+        eval_every: int = 0,
+        eval_batch_size: int = 64,
+        checkpoint_every: int = 0,
+        checkpoint_dir: str | Path | None = None,
+        log_every: int = 10,
+        log_path: str | Path | None = None,
+        callbacks: Sequence[object] = (),
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        if iterations < 1:
+            raise ValueError(f"iterations must be >= 1, got {iterations}")
+        if precision not in ("fp32", "bf16", "fp16"):
+            raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
+        if sampler.num_streams != model.num_components:
+            raise ValueError(
+                f"the sampler gives {sampler.num_streams} streams for {model.num_components} components"
+            )
+        self.device = resolve_device(device)
+        self.model = model.to(self.device)
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.loss = loss
+        self.sampler = sampler
+        self.labels = torch.as_tensor(labels, dtype=torch.long)
+        self.images = self._place_images(images)
+        self.labels_on_device = self.labels.to(self.device)
+        self.mean = tuple(mean)
+        self.std = tuple(std)
+        self._mean = torch.tensor(self.mean, device=self.device).view(1, 3, 1, 1)
+        self._std = torch.tensor(self.std, device=self.device).view(1, 3, 1, 1)
+        self.iterations = iterations
+        self.optimizer = optimizer or default_optimizer(self.model, lr=1e-4)
+        self.lr_schedule = lr_schedule or inverse_time_lr(1e-4)
+        self._base_lrs = [group["lr"] for group in self.optimizer.param_groups]
+        self.augmentation = augmentation if augmentation and augmentation.enabled else None
+        self.seed = seed
+        self.precision = precision
+        self.channels_last = channels_last
+        self.grad_clip = grad_clip
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
+        self._autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        self.forward_model = torch.compile(self.model) if compile else self.model
+        self.validation = validation
+        self.aggregator = aggregator
+        self.selection_metric = selection_metric
+        self.eval_every = eval_every
+        self.eval_batch_size = eval_batch_size
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.log_every = max(1, log_every)
+        self.log_path = Path(log_path) if log_path else None
+        self.callbacks = list(callbacks)
+        self.metadata = dict(metadata or {})
+        self.state = TrainerState()
+        self._stop_requested: str | None = None
+
+    # -- data -------------------------------------------------------------------------------
+
+    def _place_images(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be uint8 [N, 3, H, W], got {images.dtype} {tuple(images.shape)}")
+        if len(images) != len(self.labels):
+            raise ValueError(f"{len(images)} images but {len(self.labels)} labels")
+        nbytes = images.numel()
+        if self.device.type != "cpu" and nbytes <= DEVICE_RESIDENT_MAX_BYTES:
+            return images.to(self.device)
+        return images
+
+    def _stream_batch(self, indices: torch.Tensor, step: int, stream: int) -> torch.Tensor:
+        batch = self.images[indices.to(self.images.device)].to(self.device, non_blocking=True)
+        if self.augmentation is not None:
+            from synergic.data.augment import augment_batch
+
+            batch = augment_batch(
+                batch,
+                generator=step_generator(self.seed, step, stream + 1),
+                rotation=self.augmentation.rotation,
+                hflip=self.augmentation.hflip,
+                vflip=self.augmentation.vflip,
+            )
+        else:
+            batch = batch.float() / 255.0
+        batch = (batch - self._mean) / self._std
+        if self.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return batch
+
+    # -- one step ---------------------------------------------------------------------------
+
+    def learning_rate(self, step: int) -> float:
+        return self._base_lrs[0] * self.lr_schedule(step)
+
+    def train_step(self, step: int) -> dict[str, torch.Tensor]:
+        """One SGD step at ``step``; returns the detached loss terms (on the device)."""
+        for group, base in zip(self.optimizer.param_groups, self._base_lrs):
+            group["lr"] = base * self.lr_schedule(step)
+        indices = self.sampler.sample(step)
+        streams = [self._stream_batch(indices[k], step, k) for k in range(len(indices))]
+        labels = self.labels_on_device[indices.to(self.device)]
+        self.model.train()
+        with torch.autocast(self.device.type, dtype=self._autocast_dtype, enabled=self._autocast_dtype is not None):
+            output = self.forward_model(streams, synergic_grad_scale=self.loss.feature_grad_scale)
+        terms = self.loss(output, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(terms.total).backward()
+        if self.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        record = {"loss": terms.objective.detach()}
+        for k, ce in enumerate(terms.classification):
+            record[f"ce_{k + 1}"] = ce.detach()
+        for (i, j), bce in terms.synergic.items():
+            record[f"synergic_{i + 1}{j + 1}"] = bce.detach()
+        return record
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def fit(self) -> TrainerState:
+        """Train from ``state.step`` to ``iterations`` (resume by loading a checkpoint first)."""
+        pending: tuple[int, dict[str, torch.Tensor], float] | None = None
+        tick = time.perf_counter()
+        with self._signals_stop_training():
+            while self.state.step < self.iterations:
+                step = self.state.step
+                record = self.train_step(step)
+                self.state.step = step + 1
+                # Values are read one step late so the device never waits for the host.
+                if pending is not None:
+                    self._emit_log(*pending)
+                    pending = None
+                if self.state.step % self.log_every == 0 or self.state.step == self.iterations:
+                    now = time.perf_counter()
+                    pending = (step, record, (now - tick) / self.log_every)
+                    tick = now
+                if self.eval_every and self.state.step % self.eval_every == 0:
+                    pending = self._flush(pending)
+                    self._validate()
+                if self.checkpoint_every and self.state.step % self.checkpoint_every == 0:
+                    pending = self._flush(pending)
+                    self.save("last.pt")
+                if self._stop_requested:
+                    pending = self._flush(pending)
+                    self.save("last.pt")
+                    raise TrainingInterrupted(
+                        f"stopped by {self._stop_requested} at step {self.state.step}; "
+                        "checkpoint saved: resume to continue"
+                    )
+            self._flush(pending)
+            if self.validation is not None and (
+                not self.eval_every or self.state.step % self.eval_every != 0
+            ):
+                self._validate()
+            self.save("last.pt")
+        return self.state
+
+    def _flush(self, pending):
+        if pending is not None:
+            self._emit_log(*pending)
+        return None
+
+    def _emit_log(self, step: int, record: dict[str, torch.Tensor], seconds: float) -> None:
+        values = {name: float(value) for name, value in record.items()}
+        for name, value in values.items():
+            if not math.isfinite(value):
+                raise NonFiniteLossError(
+                    f"loss term '{name}' is {value} at step {step + 1}: lower train.optimizer.lr "
+                    "or set train.grad_clip; the last good checkpoint is kept"
+                )
+        row = {"step": step + 1, **values, "lr": self.learning_rate(step), "seconds_per_step": seconds}
+        if self.log_path is not None:
+            new = not self.log_path.exists()
+            with self.log_path.open("a", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=list(row))
+                if new:
+                    writer.writeheader()
+                writer.writerow(row)
+        for callback in self.callbacks:
+            if hasattr(callback, "on_log"):
+                callback.on_log(self, row)
+
+    def evaluate(self, images: torch.Tensor, labels) -> Evaluation:
+        return evaluate(
+            self.model, images, labels, mean=self.mean, std=self.std, aggregator=self.aggregator,
+            batch_size=self.eval_batch_size, device=self.device, precision=self.precision,
+            channels_last=self.channels_last,
+        )
+
+    def _validate(self) -> None:
+        if self.validation is None:
+            return
+        result = self.evaluate(*self.validation)
+        value = result.metrics.get(self.selection_metric, float("nan"))
+        entry = {"step": self.state.step, **result.metrics}
+        self.state.validation_history.append(entry)
+        improved = math.isfinite(value) and (
+            self.state.best_metric is None or value > self.state.best_metric
+        )
+        if improved:
+            self.state.best_metric = value
+            self.state.best_step = self.state.step
+            self.save("best.pt")
+        for callback in self.callbacks:
+            if hasattr(callback, "on_validation"):
+                callback.on_validation(self, result)
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        from synergic import __version__
+
+        return {
+            "synergic_version": __version__,
+            "step": self.state.step,
+            "best_metric": self.state.best_metric,
+            "best_step": self.state.best_step,
+            "validation_history": self.state.validation_history,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": capture_rng_state(),
+            "metadata": self.metadata,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as error:
+            first = str(error).strip().splitlines()[0]
+            raise SynergicError(f"the checkpoint holds another model: {first}") from None
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        restore_rng_state(state["rng"])
+        self.state = TrainerState(
+            step=int(state["step"]),
+            best_metric=state["best_metric"],
+            best_step=state["best_step"],
+            validation_history=list(state["validation_history"]),
+        )
+
+    def save(self, name: str) -> Path | None:
+        if self.checkpoint_dir is None:
+            return None
+        path = self.checkpoint_dir / name
+        save_checkpoint(path, self.state_dict())
+        for callback in self.callbacks:
+            if hasattr(callback, "on_checkpoint"):
+                callback.on_checkpoint(self, path)
+        return path
+
+    def resume(self, path: str | Path) -> None:
+        """Continue from a checkpoint written by :meth:`save`; trims the log to its step."""
+        self.load_state_dict(load_checkpoint(path))
+        if self.log_path is not None and self.log_path.exists():
+            with self.log_path.open(newline="") as handle:
+                rows = list(csv.reader(handle))
+            kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= self.state.step]
+            with self.log_path.open("w", newline="") as handle:
+                csv.writer(handle).writerows(kept)
+
+    @contextmanager
+    def _signals_stop_training(self):
+        """SIGTERM (and Ctrl-C) finish the current step, save ``last.pt`` and stop."""
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def request_stop(signum, frame):
+            self._stop_requested = signal.Signals(signum).name
+
+        previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+
+def default_optimizer(
+    model: nn.Module, *, lr: float = 1e-4, momentum: float = 0.0, weight_decay: float = 0.0,
+    nesterov: bool = False,
+) -> torch.optim.SGD:
+    """The paper's mini-batch SGD; fused kernels on CUDA, foreach elsewhere."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    on_cuda = any(p.is_cuda for p in params)
+    kwargs = {"fused": True} if on_cuda else {"foreach": True}
+    return torch.optim.SGD(
+        params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov, **kwargs
+    )

@@ -1,0 +1,163 @@
+"""synergic's binary metrics against the ISIC Challenge's official scorer.
+
+The comparison runs when ``isic_challenge_scoring`` is importable or ``SYNERGIC_ISIC_SCORER_PYTHON``
+names a python that has it (see tests/isic_scorer_support.py), and is skipped otherwise. The file
+conversions it relies on are tested always.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from isic_scorer_support import (
+    SCORER_TO_SYNERGIC,
+    isic_scorer_version,
+    read_isic2016_ground_truth,
+    score_with_isic,
+    scorer_unavailable_reason,
+    write_scorer_ground_truth,
+    write_scorer_predictions,
+)
+
+from synergic.metrics import compute_metrics
+
+needs_scorer = pytest.mark.skipif(
+    scorer_unavailable_reason() is not None, reason=scorer_unavailable_reason() or ""
+)
+
+NUM_IMAGES = 60
+
+
+def _write_case(directory: Path) -> tuple[Path, Path]:
+    """A fixed case: 60 images, 15 malignant, probabilities on a 0.05 grid (so many ties), and
+    malignant probabilities of exactly 0.5 for a malignant and a benign image, 0.5000001 and
+    0.4999999 beside them. Written as synergic's predictions.csv (rows in reverse order, so the
+    scorer has to match images by id) and as the official ISIC 2016 test ground truth (no header,
+    CRLF, no final newline)."""
+    rng = np.random.default_rng(2016)
+    is_malignant = np.zeros(NUM_IMAGES, dtype=bool)
+    is_malignant[rng.choice(NUM_IMAGES, size=15, replace=False)] = True
+    # Informative but imperfect: malignant cases skew high, benign ones low.
+    raw = np.where(is_malignant, rng.uniform(0.15, 1.0, NUM_IMAGES), rng.uniform(0.0, 0.75, NUM_IMAGES))
+    malignant_text = [f"{round(p * 20) / 20:.2f}" for p in raw]
+    benign_text = [f"{1 - round(p * 20) / 20:.2f}" for p in raw]
+    malignant_rows = np.flatnonzero(is_malignant)
+    benign_rows = np.flatnonzero(~is_malignant)
+    specials = {
+        malignant_rows[0]: ("0.5", "0.5"),  # malignant at exactly 0.5: a false negative
+        benign_rows[0]: ("0.5", "0.5"),  # benign at exactly 0.5: a true negative
+        malignant_rows[1]: ("0.5000001", "0.4999999"),  # just above: a true positive
+        benign_rows[1]: ("0.5000001", "0.4999999"),  # just above: a false positive
+        benign_rows[2]: ("0.4999999", "0.5000001"),  # just below: a true negative
+    }
+    for row, (malignant, benign) in specials.items():
+        malignant_text[row], benign_text[row] = malignant, benign
+
+    ids = [f"ISIC_{9000000 + 7 * i:07d}" for i in range(NUM_IMAGES)]
+    predictions = directory / "predictions.csv"
+    with predictions.open("w", newline="") as stream:
+        writer = csv.writer(stream, lineterminator="\n")
+        writer.writerow(["image", "benign", "malignant"])
+        for i in reversed(range(NUM_IMAGES)):
+            writer.writerow([ids[i], benign_text[i], malignant_text[i]])
+    ground_truth = directory / "ISBI2016_ISIC_Part3_Test_GroundTruth.csv"
+    lines = [f"{ids[i]},{float(is_malignant[i]):.1f}" for i in range(NUM_IMAGES)]
+    ground_truth.write_bytes("\r\n".join(lines).encode())
+    return predictions, ground_truth
+
+
+def _our_metrics(predictions: Path, ground_truth: Path) -> dict[str, float]:
+    truth = read_isic2016_ground_truth(ground_truth)
+    with predictions.open(newline="") as stream:
+        rows = {row["image"]: row for row in csv.DictReader(stream)}
+    images = sorted(truth)
+    probabilities = np.array(
+        [[float(rows[i]["benign"]), float(rows[i]["malignant"])] for i in images]
+    )
+    labels = np.array([int(truth[i]) for i in images])
+    return compute_metrics(probabilities, labels, positive_class=1)
+
+
+def test_the_case_exercises_ties_and_the_strict_threshold(tmp_path):
+    predictions, ground_truth = _write_case(tmp_path)
+    truth = read_isic2016_ground_truth(ground_truth)
+    with predictions.open(newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    malignant = np.array([float(r["malignant"]) for r in rows])
+    labels = np.array([truth[r["image"]] for r in rows])
+    assert len(rows) == NUM_IMAGES and labels.sum() == 15
+    assert np.unique(malignant).size < NUM_IMAGES - 20  # plenty of ties
+    # A malignant image at exactly 0.5: ">= 0.5" would count it and change sensitivity.
+    assert np.any((malignant == 0.5) & (labels == 1))
+    ours = _our_metrics(predictions, ground_truth)
+    at_or_above = malignant >= 0.5
+    assert ours["sensitivity"] < at_or_above[labels == 1].mean()
+
+
+def test_reads_the_official_2016_ground_truth_format(tmp_path):
+    path = tmp_path / "truth.csv"
+    path.write_bytes(b"ISIC_0000003,0.0\r\nISIC_0000012,1.0\r\nISIC_0000013,0.0")
+    assert read_isic2016_ground_truth(path) == {
+        "ISIC_0000003": 0.0,
+        "ISIC_0000012": 1.0,
+        "ISIC_0000013": 0.0,
+    }
+    training_style = tmp_path / "training.csv"
+    training_style.write_text("ISIC_0000000,benign\nISIC_0000002,malignant\n")
+    assert read_isic2016_ground_truth(training_style) == {
+        "ISIC_0000000": 0.0,
+        "ISIC_0000002": 1.0,
+    }
+    bad = tmp_path / "bad.csv"
+    bad.write_text("ISIC_0000000,0.0\nISIC_0000002,0.7\n")
+    with pytest.raises(ValueError, match="row 2"):
+        read_isic2016_ground_truth(bad)
+
+
+def test_writes_the_files_the_scorer_reads(tmp_path):
+    truth_path = tmp_path / "scorer_truth.csv"
+    write_scorer_ground_truth({"ISIC_0000003": 0.0, "ISIC_0000012": 1.0}, truth_path)
+    assert truth_path.read_text().splitlines() == [
+        "image,benign,malignant",
+        "ISIC_0000003,1.0,0.0",
+        "ISIC_0000012,0.0,1.0",
+    ]
+    ours = tmp_path / "predictions.csv"
+    ours.write_text("image,malignant,benign\nISIC_0000003,0.25,0.75\n")
+    converted = tmp_path / "scorer_predictions.csv"
+    write_scorer_predictions(ours, converted)
+    # Columns put in the scorer's order, values kept as the very same strings.
+    assert converted.read_text().splitlines() == [
+        "image,benign,malignant",
+        "ISIC_0000003,0.75,0.25",
+    ]
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("image,prob\nISIC_0000003,0.25\n")
+    with pytest.raises(ValueError, match="lacks"):
+        write_scorer_predictions(wrong, converted)
+
+
+@needs_scorer
+def test_compute_metrics_matches_the_isic_scorer(tmp_path):
+    predictions, ground_truth = _write_case(tmp_path)
+    theirs = score_with_isic(predictions, ground_truth)
+    ours = _our_metrics(predictions, ground_truth)
+    assert set(theirs) == set(SCORER_TO_SYNERGIC.values())
+    for name, value in theirs.items():
+        assert math.isclose(ours[name], value, rel_tol=0, abs_tol=1e-9), (
+            f"{name}: synergic {ours[name]!r}, ISIC scorer {isic_scorer_version()} {value!r}"
+        )
+    # The trapezoid AP is not the scorer's and differs from it on this case.
+    assert abs(ours["ap_trapezoid"] - theirs["ap"]) > 1e-3
+
+
+@needs_scorer
+def test_the_scorer_rejects_predictions_for_other_images(tmp_path):
+    predictions, ground_truth = _write_case(tmp_path)
+    ground_truth.write_bytes(b"ISIC_0000003,0.0\r\nISIC_0000012,1.0")
+    with pytest.raises(RuntimeError, match="Missing images"):
+        score_with_isic(predictions, ground_truth)
