@@ -42,7 +42,9 @@ def _write_case(directory: Path) -> tuple[Path, Path]:
     is_malignant = np.zeros(NUM_IMAGES, dtype=bool)
     is_malignant[rng.choice(NUM_IMAGES, size=15, replace=False)] = True
     # Informative but imperfect: malignant cases skew high, benign ones low.
-    raw = np.where(is_malignant, rng.uniform(0.15, 1.0, NUM_IMAGES), rng.uniform(0.0, 0.75, NUM_IMAGES))
+    raw = np.where(
+        is_malignant, rng.uniform(0.15, 1.0, NUM_IMAGES), rng.uniform(0.0, 0.75, NUM_IMAGES)
+    )
     malignant_text = [f"{round(p * 20) / 20:.2f}" for p in raw]
     benign_text = [f"{1 - round(p * 20) / 20:.2f}" for p in raw]
     malignant_rows = np.flatnonzero(is_malignant)
@@ -161,3 +163,35 @@ def test_the_scorer_rejects_predictions_for_other_images(tmp_path):
     ground_truth.write_bytes(b"ISIC_0000003,0.0\r\nISIC_0000012,1.0")
     with pytest.raises(RuntimeError, match="Missing images"):
         score_with_isic(predictions, ground_truth)
+
+
+@pytest.mark.shared_data
+def test_reads_the_real_isic2016_ground_truth_files(isic_sample):
+    test_truth = read_isic2016_ground_truth(
+        isic_sample / "ISBI2016_ISIC_Part3_Test_GroundTruth.csv"
+    )
+    training_truth = read_isic2016_ground_truth(
+        isic_sample / "ISBI2016_ISIC_Part3_Training_GroundTruth.csv"
+    )
+    for truth, path in [(test_truth, "Test"), (training_truth, "Training")]:
+        raw = (isic_sample / f"ISBI2016_ISIC_Part3_{path}_GroundTruth.csv").read_bytes()
+        assert len(truth) == len(raw.strip().splitlines())  # the unterminated last row too
+        assert set(truth.values()) == {0.0, 1.0}
+        assert all(image.startswith("ISIC_") for image in truth)
+
+
+@pytest.mark.shared_data
+@needs_scorer
+def test_scores_against_the_real_test_ground_truth_file(isic_sample, tmp_path):
+    ground_truth = isic_sample / "ISBI2016_ISIC_Part3_Test_GroundTruth.csv"
+    images = list(read_isic2016_ground_truth(ground_truth))
+    malignant = np.random.default_rng(5).integers(0, 21, len(images)) / 20
+    predictions = tmp_path / "predictions.csv"
+    predictions.write_text(
+        "image,benign,malignant\n"
+        + "".join(f"{i},{1 - m:.2f},{m:.2f}\n" for i, m in zip(images, malignant, strict=True))
+    )
+    theirs = score_with_isic(predictions, ground_truth)
+    ours = _our_metrics(predictions, ground_truth)
+    for name, value in theirs.items():
+        assert math.isclose(ours[name], value, rel_tol=0, abs_tol=1e-9), name

@@ -119,7 +119,9 @@ def test_multiclass_metrics_equal_scikit_learn():
         skm.balanced_accuracy_score(labels, predicted)
     )
     assert result["auc"] == pytest.approx(
-        skm.roc_auc_score(labels, probabilities, multi_class="ovr", average="macro", labels=[0, 1, 2])
+        skm.roc_auc_score(
+            labels, probabilities, multi_class="ovr", average="macro", labels=[0, 1, 2]
+        )
     )
     per_class_ap = [skm.average_precision_score(labels == k, probabilities[:, k]) for k in range(3)]
     assert result["ap"] == pytest.approx(np.mean(per_class_ap))

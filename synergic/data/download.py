@@ -264,8 +264,14 @@ def _unpack(archive: Path, folder: Path, *, progress: bool) -> None:
         raise SynergicError(f"could not unpack {archive}: {error.strerror or error}") from None
 
     # The official archives hold one top folder named like the zip; accept a flat archive too.
-    entries = [entry for entry in staging.iterdir() if entry.name != "__MACOSX"]
-    source = entries[0] if len(entries) == 1 and entries[0].is_dir() else staging
+    shutil.rmtree(staging / "__MACOSX", ignore_errors=True)
+    entries = list(staging.iterdir())
+    if (staging / folder.name).is_dir():
+        source = staging / folder.name
+    elif len(entries) == 1 and entries[0].is_dir():
+        source = entries[0]
+    else:
+        source = staging
     if not folder.exists():
         os.replace(source, folder)
     else:  # an incomplete earlier copy: complete it rather than delete what is there

@@ -71,7 +71,7 @@ def load_image(path: str | os.PathLike[str], *, min_size: int | None = None) -> 
         except Image.DecompressionBombError as error:
             raise SynergicError(f"image too large to decode safely: {path}: {error}") from None
         try:
-            if min_size is not None and image.format == "JPEG":
+            if min_size is not None and image.format in ("JPEG", "MPO"):
                 image.draft("RGB", (min_size, min_size))
             image.load()
         except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, struct.error
@@ -79,7 +79,10 @@ def load_image(path: str | os.PathLike[str], *, min_size: int | None = None) -> 
                 f"cannot decode image {path} (truncated or corrupt: {error}); "
                 "re-download or delete it"
             ) from None
-        ImageOps.exif_transpose(image, in_place=True)
+        try:
+            ImageOps.exif_transpose(image, in_place=True)
+        except Exception:  # noqa: BLE001 - damaged EXIF is common; the pixels are still good
+            pass
     return _to_rgb(image)
 
 

@@ -97,7 +97,9 @@ class _RecipeLoader(yaml.SafeLoader):
                 continue
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
-                raise _DuplicateKeyError(problem=f"duplicate key '{key}'", problem_mark=key_node.start_mark)
+                raise _DuplicateKeyError(
+                    problem=f"duplicate key '{key}'", problem_mark=key_node.start_mark
+                )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -148,7 +150,8 @@ def _find_recipe(source: str | Path) -> tuple[Path, str]:
     names = builtin_recipe_names()
     if "/" not in text and "\\" not in text and name in names:
         return builtin_recipe_dir() / f"{name}.yaml", f"{name}.yaml"
-    hint = f" (did you mean '{closest(name, names, n=1)[0]}'?)" if closest(name, names, n=1) else ""
+    hits = closest(name, names, n=1)
+    hint = f" (did you mean '{hits[0]}'?)" if hits else ""
     raise SynergicError(
         f"recipe '{text}' not found{hint}: give a path to a YAML file or one of the built-in "
         f"recipes: {', '.join(names) or '(none installed)'}"
@@ -162,8 +165,8 @@ def load_recipe(source: str | Path, overrides: Sequence[str] = ()) -> Recipe:
     """Read and validate a recipe, then apply ``--set KEY=VALUE`` overrides in order.
 
     ``source`` is a path to a YAML file or the name of a built-in recipe (``isic2016_sdl2`` or
-    ``isic2016_sdl2.yaml``; see :func:`builtin_recipe_names`). A file of that name in the current
-    folder wins over a built-in recipe. Raises :class:`SynergicError` with a one-line message.
+    ``isic2016_sdl2.yaml``; see :func:`builtin_recipe_names`); the path of an existing file always
+    means that file. Raises :class:`SynergicError` with a one-line message.
     """
     path, label = _find_recipe(source)
     try:
@@ -205,6 +208,8 @@ def _build(data: Any, overrides: Sequence[str], label: str) -> Recipe:
             f"not {_kind(data)}"
         )
     data = dict(data)
+    if isinstance(overrides, str):  # one override passed without its list
+        overrides = [overrides]
     parsed = [_parse_override(text) for text in overrides]
     for override in parsed:
         _apply_override(data, override)
@@ -360,11 +365,10 @@ def _describe(problem: Mapping[str, Any], label: str, overrides: Sequence[_Overr
     key = _dotted(loc)
     if problem["type"] == "missing":
         return f"{label}: missing required key '{key}'"
-    # The value came from the last override that set this key or a section above it; an unknown
-    # key also comes from an override that set a key below it (`--set trian.batch_size=8`).
-    unknown = problem["type"] == "extra_forbidden"
+    # The value came from the last override that set this key, a section above it, or a key below
+    # it (`--set trian.batch_size=8` makes an unknown section 'trian').
     for override in reversed(overrides):
-        common = min(len(loc), len(override.path)) if unknown else len(override.path)
+        common = min(len(loc), len(override.path))
         if loc[:common] == override.path[:common]:
             label = f"--set {override.text}"
             break

@@ -5,8 +5,9 @@ are the paper's (Zhang et al., MICCAI 2018) where the paper gives a value; the d
 ``description=`` texts feed the generated key reference.
 
 Every section forbids unknown keys, so a misspelt key is an error rather than a silently ignored
-setting. Registry names (data sets, backbones, synergic heads, aggregators, pair samplers) are plain
-strings here because plugins can add names; :func:`synergic.recipe.check_registry_names` checks them.
+setting. Registry names (data sets, backbones, synergic heads, aggregators, pair samplers) are
+plain strings here because plugins can add names; :func:`synergic.recipe.check_registry_names`
+checks them.
 
 A few sections accept a shorthand: a plain string for a named component (``sampler: random`` means
 ``sampler: {name: random}``) and a boolean for ``data.augment``.
@@ -210,7 +211,9 @@ class ModelConfig(_Section):
         default_factory=BackboneConfig,
         description="Backbone of every component; a plain string is shorthand for its name.",
     )
-    head: HeadConfig = Field(default_factory=HeadConfig, description="Classifier of each component.")
+    head: HeadConfig = Field(
+        default_factory=HeadConfig, description="Classifier of each component."
+    )
     synergic_head: SynergicHeadConfig = Field(
         default_factory=SynergicHeadConfig,
         description="Synergic network of each pair; a plain string is shorthand for its name.",
@@ -246,9 +249,7 @@ class OptimizerConfig(_Section):
     model_config = ConfigDict(extra="forbid")
 
     name: Literal["sgd"] = Field("sgd", description="The optimiser; the paper uses SGD.")
-    lr: float = Field(
-        1e-4, gt=0, description="Initial learning rate eta(0) (Sect. 3.4: 0.0001)."
-    )
+    lr: float = Field(1e-4, gt=0, description="Initial learning rate eta(0) (Sect. 3.4: 0.0001).")
     momentum: float = Field(
         0.0, ge=0, lt=1, description="SGD momentum; the paper names none, so 0."
     )
@@ -268,9 +269,7 @@ class LRScheduleConfig(_Section):
         description="inverse_time: eta(t) = eta(0) / (1 + gamma * t) (Sect. 3.4); constant; "
         "cosine: cosine decay to 0 at the last iteration.",
     )
-    gamma: float = Field(
-        1e-4, ge=0, description="Decay rate of inverse_time (Sect. 3.4: 10^-4)."
-    )
+    gamma: float = Field(1e-4, ge=0, description="Decay rate of inverse_time (Sect. 3.4: 10^-4).")
     warmup: int = Field(
         0, ge=0, description="Iterations of linear warm-up from 0 before the schedule starts."
     )
@@ -290,9 +289,7 @@ class TrainConfig(_Section):
 
     model_config = ConfigDict(extra="forbid")
 
-    iterations: int = Field(
-        100_000, ge=1, description="Training iterations (Sect. 3.4: 100,000)."
-    )
+    iterations: int = Field(100_000, ge=1, description="Training iterations (Sect. 3.4: 100,000).")
     batch_size: int = Field(
         32,
         ge=1,

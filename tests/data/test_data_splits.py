@@ -1,4 +1,4 @@
-"""stratified_split: a deterministic validation split that never empties a class of training images."""
+"""stratified_split: a deterministic validation split that never empties a class of train."""
 
 from __future__ import annotations
 

@@ -93,6 +93,21 @@ class MedMNIST:
             image = pixels.permute(2, 0, 1).contiguous()
         return image, self.labels[index]
 
+    def __getstate__(self) -> dict:
+        # DataLoader workers started with "spawn" (macOS, Windows) receive a pickled copy: send
+        # the memory-mapped file's name, not gigabytes of pixels.
+        state = self.__dict__.copy()
+        if isinstance(self._images, np.memmap):
+            state["_images"] = Path(self._images.filename)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        images = state["_images"]
+        if isinstance(images, Path):
+            mapped = np.load(images, mmap_mode="r", allow_pickle=False)
+            state["_images"] = _check_images(mapped, images, f"{state['split']}_images")
+        self.__dict__.update(state)
+
     def __repr__(self) -> str:
         height, width = self.image_size
         return (

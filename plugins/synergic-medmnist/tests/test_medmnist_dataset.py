@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import time
 
 import numpy as np
@@ -299,3 +300,15 @@ def make_valid(count: int) -> dict[str, np.ndarray]:
             ("labels", (np.arange(count) % 2).reshape(-1, 1).astype(np.uint8)),
         )
     }
+
+
+def test_a_memory_mapped_set_pickles_as_its_file_name(tmp_path, write_npz):
+    write_npz(tmp_path / "organsmnist_64.npz", size=64, num_classes=11)
+    mapped = medmnist_dataset(root=tmp_path, split="train", flag="organsmnist", size=64,
+                              mmap=True)
+    payload = pickle.dumps(mapped)
+    assert len(payload) < 20 * 64 * 64  # far less than the pixels themselves
+    copy = pickle.loads(payload)
+    assert isinstance(copy._images, np.memmap)
+    assert copy.ids == mapped.ids and copy.labels == mapped.labels
+    assert torch.equal(copy[5][0], mapped[5][0])

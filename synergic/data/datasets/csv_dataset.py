@@ -37,7 +37,7 @@ def csv_dataset(
     extension: str | None = None,
     classes: Sequence[str] | None = None,
 ) -> FileImageDataset:
-    """The ``split`` of a data set described by CSV files.
+    """Images listed in CSV files, one per split (options: train_csv, test_csv, val_csv, ...).
 
     Args:
         root: folder holding the images (and the CSVs, when their paths are relative).

@@ -27,7 +27,7 @@ def image_folder(
     split: str,
     extensions: str | Iterable[str] | None = None,
 ) -> FileImageDataset:
-    """The ``split`` of a ``root/{train,val,test}/<class>/`` folder tree.
+    """Images sorted into root/{train,val,test}/<class>/ folders (options: extensions).
 
     The classes are the sorted names of the folders in ``root/train``, whatever the split, so a
     label means the same class in every split; a test split may lack a class but may not add one.

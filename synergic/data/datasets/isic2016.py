@@ -43,8 +43,9 @@ _DOWNLOAD_HINT = "run 'synergic data download isic2016' or set data.root"
 def isic2016(
     *, root: str | os.PathLike[str] | None = None, split: str, download: bool = False
 ) -> FileImageDataset:
-    """The ISIC 2016 Part 3 ``train`` or ``test`` split (there is no ``val``: :class:`NoSuchSplit`).
+    """ISIC 2016 skin lesions, benign or malignant: the SDL paper's data set (options: download).
 
+    Splits ``train`` and ``test``; there is no ``val`` (:class:`NoSuchSplit`).
     ``root`` defaults to :func:`synergic.data.paths.default_data_root` ``("isic2016")``;
     ``download=True`` fetches the official files there first when they are missing.
     """

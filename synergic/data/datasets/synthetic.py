@@ -86,12 +86,9 @@ def synthetic_lesions(
         NoSuchSplit: the split has 0 images (``num_val=0`` by default).
     """
     from synergic.data import NoSuchSplit
+    from synergic.data.datasets.base import check_split_name
 
-    if split not in SPLIT_IDS:
-        raise SynergicError(
-            f"synthetic_lesions has no split {split!r}{did_you_mean(split, SPLIT_IDS)}; "
-            f"use one of {', '.join(SPLIT_IDS)}"
-        )
+    check_split_name(split, "synthetic_lesions")
     counts = {"train": num_train, "val": num_val, "test": num_test}
     for name, count in counts.items():
         if not isinstance(count, int) or count < 0:
@@ -210,15 +207,15 @@ def render_lesion(rng: np.random.Generator, label: int, size: int) -> np.ndarray
     dx, dy = x - centre[0], y - centre[1]
     rho = np.sqrt(dx * dx + dy * dy)
     radius = max(0.26 + 0.36 * diameter + rng.normal(0.0, 0.05), 4.0 * pixel)
-    angles = _TABLE_ANGLES
-    shape = rng.uniform(0.0, 0.22) * np.cos(2.0 * angles + rng.uniform(0, 2 * math.pi))  # mirror-symmetric
+    # r(angle) / radius - 1 as a Fourier series, summed by one inverse FFT onto a fine angle grid.
+    spectrum = np.zeros(_ANGLE_STEPS // 2 + 1, dtype=np.complex128)
+    spectrum[2] = rng.uniform(0.0, 0.22) * np.exp(1j * rng.uniform(0, 2 * math.pi))  # mirror-symmetric
     odd = asym * rng.uniform(0.5, 1.0, 2) * np.array([0.16, 0.10])  # k=1 and k=3 break symmetry
-    shape += odd[0] * np.cos(angles + rng.uniform(0, 2 * math.pi))
-    shape += odd[1] * np.cos(3.0 * angles + rng.uniform(0, 2 * math.pi))
-    harmonics = np.arange(4.0, 21.0)  # 1/k amplitudes: a ragged outline, not a regular star
+    spectrum[[1, 3]] = odd * np.exp(1j * rng.uniform(0, 2 * math.pi, 2))
+    harmonics = np.arange(4, 21)  # 1/k amplitudes: a ragged outline, not a regular star
     wiggle = (0.01 + 0.22 * border**1.5) * rng.normal(0.0, 1.0, harmonics.size) / harmonics
-    phases = rng.uniform(0, 2 * math.pi, harmonics.size)
-    shape += wiggle @ np.cos(harmonics[:, None] * angles[None] + phases[:, None])
+    spectrum[harmonics] = wiggle * np.exp(1j * rng.uniform(0, 2 * math.pi, harmonics.size))
+    shape = np.fft.irfft(spectrum * (_ANGLE_STEPS / 2), n=_ANGLE_STEPS)
     outline = radius * (1.0 + _lookup_by_angle(shape, dx, dy))
     # Benign naevi fade out; melanomas tend to stop abruptly.
     softness = radius * (0.08 - 0.065 * border) + 0.4 * pixel
@@ -270,27 +267,31 @@ def _bump(distance_squared: np.ndarray) -> np.ndarray:
     return t * t * t
 
 
-# The outline is tabulated over a "diamond angle" d in [0, 4) (the angle's quadrant plus a
-# fraction, from arithmetic alone) so that pixels need no arctan2.
+# The outline is sampled at _ANGLE_STEPS equal angles, then re-tabulated over a "diamond angle"
+# d in [0, 4] (the quadrant plus a fraction, from arithmetic alone) so that pixels need no arctan2.
+_ANGLE_STEPS = 1024
 _TABLE_SIZE = 1024
-_TABLE_DIAMOND = np.arange(_TABLE_SIZE + 1) * (4.0 / _TABLE_SIZE)
 
 
-def _angle_of_diamond(diamond: np.ndarray) -> np.ndarray:
+def _diamond_table() -> tuple[np.ndarray, np.ndarray]:
+    diamond = np.arange(_TABLE_SIZE + 1) * (4.0 / _TABLE_SIZE)
     quadrant = np.floor(diamond).clip(0, 3)
     part = diamond - quadrant
-    return quadrant * (math.pi / 2) + np.arctan2(part, 1.0 - part)
+    angle = quadrant * (math.pi / 2) + np.arctan2(part, 1.0 - part)
+    position = angle / (2 * math.pi) * _ANGLE_STEPS
+    index = np.minimum(position.astype(np.intp), _ANGLE_STEPS - 1)
+    return index, position - index
 
 
-_TABLE_ANGLES = _angle_of_diamond(_TABLE_DIAMOND)
-_TABLE_ANGLES.flags.writeable = False
+_DIAMOND_INDEX, _DIAMOND_FRACTION = _diamond_table()
 
 
-def _lookup_by_angle(table: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
-    """Linear interpolation of ``table`` (values at ``_TABLE_ANGLES``) at each pixel's angle."""
+def _lookup_by_angle(shape: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """``shape`` (sampled at equal angles from +x, counter-clockwise) at each pixel's angle."""
+    following = np.roll(shape, -1)
+    table = shape[_DIAMOND_INDEX] * (1.0 - _DIAMOND_FRACTION) + following[_DIAMOND_INDEX] * _DIAMOND_FRACTION
     ax, ay = np.abs(dx), np.abs(dy)
     total = np.maximum(ax + ay, 1e-12)
-    # Counter-clockwise from +x: quadrant q contributes q, the position inside it its fraction.
     diamond = np.where(
         dy >= 0,
         np.where(dx >= 0, ay / total, 1.0 + ax / total),

@@ -1,0 +1,129 @@
+"""Batched, reproducible augmentation on tensors: the paper's random rotation and flips.
+
+Zhang et al. (2018, Sec. 2.4) train with "random rotation and horizontal and vertical flips". Here
+that runs on a whole batch at once, on whatever device the batch is on: a decoded uint8 batch goes
+to the GPU once and is augmented there, so the data loader does no per-image work.
+
+The random numbers are always drawn on the CPU from the ``torch.Generator`` you pass, then moved to
+the batch's device: the same generator state gives the same augmentation on CPU and GPU, and a run
+seeded by (seed, epoch, step) repeats exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from synergic.errors import SynergicError
+
+
+def to_float01(images: Tensor) -> Tensor:
+    """uint8 images to float32 in [0, 1]; floating-point images are returned unchanged."""
+    if images.dtype == torch.uint8:
+        return images.to(torch.float32).div_(255.0)
+    if images.is_floating_point():
+        return images
+    raise SynergicError(f"images must be uint8 or floating point, got {images.dtype}")
+
+
+def normalize(images: Tensor, mean: Sequence[float] | Tensor, std: Sequence[float] | Tensor) -> Tensor:
+    """``(images - mean) / std`` per channel, for float images ``[B, C, H, W]`` in [0, 1]."""
+    if not images.is_floating_point():
+        raise SynergicError(f"normalize expects float images in [0, 1], got {images.dtype}; call to_float01 first")
+    mean_t = torch.as_tensor(mean, dtype=images.dtype, device=images.device).reshape(1, -1, 1, 1)
+    std_t = torch.as_tensor(std, dtype=images.dtype, device=images.device).reshape(1, -1, 1, 1)
+    if mean_t.shape[1] != images.shape[1] or std_t.shape[1] != images.shape[1]:
+        raise SynergicError(
+            f"normalize: mean and std need one value per channel ({images.shape[1]}), "
+            f"got {mean_t.shape[1]} and {std_t.shape[1]}"
+        )
+    return (images - mean_t) / std_t
+
+
+def augment_batch(
+    images: Tensor,
+    *,
+    generator: torch.Generator,
+    rotation: float = 180.0,
+    hflip: bool = True,
+    vflip: bool = True,
+) -> Tensor:
+    """Randomly rotate and flip each image of a batch.
+
+    Args:
+        images: ``[B, C, H, W]``, uint8 (scaled to [0, 1]) or floating point (taken as already in
+            [0, 1]; its dtype is kept), on any device.
+        generator: a CPU ``torch.Generator``; every random number comes from it.
+        rotation: each image turns by an angle drawn uniformly from ``[-rotation, rotation]``
+            degrees (counter-clockwise as displayed), with bilinear interpolation and black
+            corners. 0 turns nothing.
+        hflip, vflip: mirror each image left-right / top-bottom with probability 0.5.
+
+    Returns:
+        Floating-point ``[B, C, H, W]`` in [0, 1] on the images' device. With ``rotation=0`` and no
+        flips it equals ``to_float01(images)`` exactly.
+    """
+    if images.ndim != 4:
+        raise SynergicError(f"augment_batch expects images [B, C, H, W], got shape {tuple(images.shape)}")
+    if generator.device.type != "cpu":
+        raise SynergicError(
+            f"augment_batch needs a CPU torch.Generator (got one on {generator.device}) so that "
+            "CPU and GPU runs draw the same numbers"
+        )
+    if not math.isfinite(rotation) or rotation < 0:
+        raise SynergicError(f"augment_batch: rotation must be a finite number of degrees >= 0, got {rotation!r}")
+    images = to_float01(images)
+    batch = images.shape[0]
+    # Always draw all three, so switching one option off does not shift the others' numbers.
+    angles = (torch.rand(batch, generator=generator, dtype=torch.float64) * 2.0 - 1.0) * rotation
+    hflips = torch.rand(batch, generator=generator) < 0.5
+    vflips = torch.rand(batch, generator=generator) < 0.5
+    return rotate_and_flip(
+        images,
+        angles if rotation > 0 else None,
+        hflips if hflip else None,
+        vflips if vflip else None,
+    )
+
+
+def rotate_and_flip(
+    images: Tensor,
+    angles: Tensor | None,
+    hflips: Tensor | None,
+    vflips: Tensor | None,
+) -> Tensor:
+    """The deterministic part of :func:`augment_batch`: given angles (degrees) and flip masks.
+
+    ``images`` is floating point ``[B, C, H, W]``; ``angles`` is ``[B]`` (None: no rotation);
+    ``hflips``/``vflips`` are bool ``[B]`` (None: no flip). Rotation comes first, then the flips.
+    """
+    if angles is not None:
+        images = _rotate(images, angles.to(device=images.device))
+    if hflips is not None:
+        mask = hflips.to(device=images.device).view(-1, 1, 1, 1)
+        images = torch.where(mask, images.flip(-1), images)
+    if vflips is not None:
+        mask = vflips.to(device=images.device).view(-1, 1, 1, 1)
+        images = torch.where(mask, images.flip(-2), images)
+    return images
+
+
+def _rotate(images: Tensor, angles_degrees: Tensor) -> Tensor:
+    height, width = images.shape[-2:]
+    radians = torch.deg2rad(angles_degrees.to(torch.float64))
+    cos, sin = torch.cos(radians), torch.sin(radians)
+    # affine_grid maps each output pixel to where it samples the input, in coordinates normalised to
+    # [-1, 1] per axis; the H/W factors keep the rotation rigid on non-square images. With y pointing
+    # down, sampling at R(a) p turns the picture counter-clockwise by a as displayed (90 degrees is
+    # torch.rot90(images, 1, dims=(2, 3))).
+    theta = torch.zeros(images.shape[0], 2, 3, dtype=torch.float64, device=images.device)
+    theta[:, 0, 0] = cos
+    theta[:, 0, 1] = -sin * (height / width)
+    theta[:, 1, 0] = sin * (width / height)
+    theta[:, 1, 1] = cos
+    grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

@@ -1,0 +1,367 @@
+"""Decode and resize every image once, keep them as one uint8 tensor, and remember it on disk.
+
+Decoding a JPEG costs far more than a training step on a small image, and the paper's recipe
+resizes every image to a fixed size anyway. So a data set is decoded once into a ``uint8`` tensor
+``[N, 3, S, S]`` (:func:`decode_images`), which training then indexes and augments on the device.
+:func:`cached_decode` also stores that tensor as ``<cache_dir>/<key>.npy`` so the next run loads it
+in a moment. The key changes whenever anything that could change the pixels changes, so a stale
+cache is never read; see :func:`cache_key`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from torch.utils.data import Dataset as TorchDataset
+
+from synergic.errors import SynergicError, did_you_mean
+
+CACHE_FORMAT = 1
+"""Bump when the decoding changes (new resizing code, new layout): every old entry is then ignored."""
+
+MEMMAP_THRESHOLD_BYTES = 2 * 1024**3
+"""Cached tensors at least this large stay memory-mapped instead of being read into memory."""
+
+_TENSOR_MODES = {"bicubic": "bicubic", "bilinear": "bilinear", "nearest": "nearest-exact"}
+
+ProgressCallback = Callable[[int, int], None]
+"""Called as ``progress(done, total)`` after each chunk of images."""
+
+
+def default_cache_dir() -> Path:
+    """Where decoded images are kept: ``$SYNERGIC_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/synergic/images``, else ``~/.cache/synergic/images``. Nothing is created."""
+    configured = os.environ.get("SYNERGIC_CACHE_DIR")
+    if configured:
+        return Path(configured).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "synergic" / "images"
+
+
+def decode_images(
+    dataset: Any,
+    *,
+    image_size: int,
+    resample: str = "bicubic",
+    num_workers: int = 0,
+    progress: bool | ProgressCallback = False,
+    description: str = "",
+) -> torch.Tensor:
+    """Every image of ``dataset`` as RGB, resized to ``image_size`` x ``image_size``: uint8 ``[N, 3, S, S]``.
+
+    Uses ``dataset.load_resized(i, size, resample)`` when the data set has it (JPEGs are then
+    decoded at reduced scale); otherwise ``dataset[i][0]``, a PIL image or a uint8 ``[3, H, W]``
+    tensor, resized with ``resample`` (``bicubic``, ``bilinear``, ``nearest``; PIL images also
+    ``lanczos``). The aspect ratio is not kept, as in the paper.
+
+    Args:
+        num_workers: decode in that many worker processes (0: in this process).
+        progress: ``True`` shows a progress bar; a callable is called as ``progress(done, total)``.
+        description: the progress bar's label.
+    """
+    _check_options(image_size, resample)
+    if not isinstance(num_workers, int) or num_workers < 0:
+        raise SynergicError(f"num_workers must be an integer >= 0, got {num_workers!r}")
+    total = len(dataset)
+    images = torch.empty((total, 3, image_size, image_size), dtype=torch.uint8)
+    with _progress_reporter(progress, total, description or "decoding images") as report:
+        if num_workers == 0:
+            for index in range(total):
+                images[index] = decode_one(dataset, index, image_size, resample)
+                if (index + 1) % 32 == 0 or index + 1 == total:
+                    report(index + 1)
+        else:
+            loader = DataLoader(
+                _DecodeJob(dataset, image_size, resample),
+                batch_size=16,
+                num_workers=num_workers,
+                shuffle=False,
+            )
+            done = 0
+            for indices, chunk in loader:
+                images[indices] = chunk
+                done += len(indices)
+                report(done)
+    return images
+
+
+def decode_one(dataset: Any, index: int, image_size: int, resample: str = "bicubic") -> torch.Tensor:
+    """Image ``index`` of ``dataset`` as uint8 ``[3, image_size, image_size]`` (see :func:`decode_images`)."""
+    load_resized = getattr(dataset, "load_resized", None)
+    if callable(load_resized):
+        image = load_resized(index, image_size, resample)
+    else:
+        item = dataset[index]
+        image = item[0] if isinstance(item, (tuple, list)) else item
+    if isinstance(image, torch.Tensor):
+        return _resize_tensor(image, image_size, resample, dataset, index)
+    return _resize_pil(image, image_size, resample, dataset, index)
+
+
+def cacheable(dataset: Any) -> bool:
+    """Whether ``dataset`` can use the disk cache: it must list its files in ``dataset.paths``.
+
+    A data set generated in memory (no ``paths``, e.g. ``synthetic_lesions``) is cheap to rebuild
+    and has no files whose changes the cache key could follow, so it is decoded every time.
+    """
+    return getattr(dataset, "paths", None) is not None
+
+
+def cache_key(dataset: Any, *, image_size: int, resample: str = "bicubic", key_extra: str = "") -> str:
+    """The sha256 (hex) that names ``dataset``'s cache entry.
+
+    It covers the data set's class, its ``ids`` and ``labels``, the size and modification time
+    (ns) of every file in ``dataset.paths``, ``image_size``, ``resample``, ``key_extra`` and
+    :data:`CACHE_FORMAT`: touching, replacing, adding or removing a file, or changing an option,
+    gives a new key. Paths themselves are left out, so moving a data set folder keeps its cache.
+    """
+    paths = [Path(p) for p in getattr(dataset, "paths", None) or []]
+    files = []
+    for path in paths:
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            raise SynergicError(f"image file not found: {path}") from None
+        files.append((stat.st_size, stat.st_mtime_ns))
+    ids = getattr(dataset, "ids", None)
+    labels = getattr(dataset, "labels", None)
+    description = {
+        "format": CACHE_FORMAT,
+        "class": f"{type(dataset).__module__}.{type(dataset).__qualname__}",
+        "count": len(dataset),
+        "ids": [str(i) for i in ids] if ids is not None else None,
+        "labels": [int(label) for label in labels] if labels is not None else None,
+        "files": files,
+        "image_size": image_size,
+        "resample": resample,
+        "extra": key_extra,
+    }
+    encoded = json.dumps(description, separators=(",", ":"), sort_keys=True).encode()
+    return hashlib.sha256(encoded).hexdigest()
+
+
+class ImageCache:
+    """A folder of decoded data sets, one ``<key>.npy`` file (uint8 ``[N, 3, S, S]``) each.
+
+    Entries are written atomically (a temporary file, fsync, rename), so an interrupted run never
+    leaves a half-written entry under its final name, and processes that decode the same data set
+    at the same time (one per GPU) do not corrupt each other.
+
+    Args:
+        cache_dir: the folder; ``None`` means :func:`default_cache_dir`.
+    """
+
+    def __init__(self, cache_dir: str | os.PathLike[str] | None = None) -> None:
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+
+    def path_for(self, dataset: Any, *, image_size: int, resample: str = "bicubic", key_extra: str = "") -> Path:
+        """The file that holds (or would hold) ``dataset`` decoded at ``image_size``."""
+        key = cache_key(dataset, image_size=image_size, resample=resample, key_extra=key_extra)
+        return self.cache_dir / f"{key}.npy"
+
+    def get_or_decode(
+        self,
+        dataset: Any,
+        *,
+        image_size: int,
+        resample: str = "bicubic",
+        key_extra: str = "",
+        **decode_options: Any,
+    ) -> torch.Tensor:
+        """The cached tensor when there is a valid entry, else :func:`decode_images` and store it.
+
+        A damaged entry is decoded again and replaced (with a warning). When the folder cannot be
+        written (read-only, disk full) the images are still returned, with a warning.
+        ``decode_options`` go to :func:`decode_images` (``num_workers``, ``progress``, ...).
+        """
+        _check_options(image_size, resample)
+        path = self.path_for(dataset, image_size=image_size, resample=resample, key_extra=key_extra)
+        if path.exists():
+            loaded = _load_entry(path, (len(dataset), 3, image_size, image_size))
+            if loaded is not None:
+                return loaded
+        images = decode_images(dataset, image_size=image_size, resample=resample, **decode_options)
+        try:
+            _write_atomically(path, images.numpy())
+        except OSError as error:
+            warnings.warn(
+                f"could not write the image cache {path}: {error}; continuing without it "
+                "(set SYNERGIC_CACHE_DIR to a writable folder)",
+                stacklevel=2,
+            )
+        return images
+
+    def clear(self) -> int:
+        """Delete every entry (and leftover temporary file) in the folder; returns how many."""
+        removed = 0
+        if not self.cache_dir.is_dir():
+            return 0
+        for pattern in ("*.npy", ".*.tmp"):
+            for path in self.cache_dir.glob(pattern):
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    def __repr__(self) -> str:
+        return f"ImageCache({str(self.cache_dir)!r})"
+
+
+def cached_decode(
+    dataset: Any,
+    *,
+    image_size: int,
+    resample: str = "bicubic",
+    cache_dir: str | os.PathLike[str] | None,
+    key_extra: str = "",
+    **decode_options: Any,
+) -> torch.Tensor:
+    """:func:`decode_images`, through the disk cache in ``cache_dir`` when there is one.
+
+    ``cache_dir=None`` turns the disk cache off (pass :func:`default_cache_dir` for the usual
+    place). Data sets without files (see :func:`cacheable`) are always decoded.
+    """
+    if cache_dir is None or not cacheable(dataset):
+        return decode_images(dataset, image_size=image_size, resample=resample, **decode_options)
+    return ImageCache(cache_dir).get_or_decode(
+        dataset, image_size=image_size, resample=resample, key_extra=key_extra, **decode_options
+    )
+
+
+# --- internals ---------------------------------------------------------------------------------
+
+
+class _DecodeJob(TorchDataset):
+    """Index dataset for the worker processes: item ``i`` is ``(i, decoded image i)``."""
+
+    def __init__(self, dataset: Any, image_size: int, resample: str) -> None:
+        self.dataset = dataset
+        self.image_size = image_size
+        self.resample = resample
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor]:
+        return index, decode_one(self.dataset, index, self.image_size, self.resample)
+
+
+def _check_options(image_size: int, resample: str) -> None:
+    from synergic.data.images import RESAMPLE_NAMES
+
+    if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 1:
+        raise SynergicError(f"image_size must be a positive integer, got {image_size!r}")
+    if resample not in RESAMPLE_NAMES:
+        hint = did_you_mean(resample, RESAMPLE_NAMES) if isinstance(resample, str) else ""
+        raise SynergicError(
+            f"unknown resample method {resample!r}{hint}: valid names are {', '.join(RESAMPLE_NAMES)}"
+        )
+
+
+def _resize_pil(image: Any, size: int, resample: str, dataset: Any, index: int) -> torch.Tensor:
+    from PIL import Image
+
+    from synergic.data.images import resize_image
+
+    if not isinstance(image, Image.Image):
+        raise SynergicError(
+            f"{type(dataset).__name__}[{index}] gave a {type(image).__name__}; expected a PIL image "
+            "or a uint8 tensor [3, H, W]"
+        )
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    image = resize_image(image, size, resample)
+    return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
+
+
+def _resize_tensor(image: torch.Tensor, size: int, resample: str, dataset: Any, index: int) -> torch.Tensor:
+    if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] not in (1, 3):
+        raise SynergicError(
+            f"{type(dataset).__name__}[{index}] gave a {image.dtype} tensor of shape {tuple(image.shape)}; "
+            "expected uint8 [3, H, W]"
+        )
+    if image.shape[0] == 1:
+        image = image.expand(3, -1, -1)
+    if image.shape[1:] == (size, size):
+        return image
+    if resample not in _TENSOR_MODES:
+        raise SynergicError(
+            f"resample {resample!r} works only for PIL images; for tensor images use one of "
+            f"{', '.join(_TENSOR_MODES)}"
+        )
+    mode = _TENSOR_MODES[resample]
+    resized = F.interpolate(
+        image[None].float(),
+        size=(size, size),
+        mode=mode,
+        **({"antialias": True} if mode != "nearest-exact" else {}),
+    )
+    return resized[0].round_().clamp_(0, 255).to(torch.uint8)
+
+
+@contextlib.contextmanager
+def _progress_reporter(
+    progress: bool | ProgressCallback, total: int, description: str
+) -> Iterator[Callable[[int], None]]:
+    if callable(progress):
+        yield lambda done: progress(done, total)
+    elif progress:
+        from rich.progress import Progress
+
+        with Progress(transient=True) as bar:
+            task = bar.add_task(description, total=total)
+            yield lambda done: bar.update(task, completed=done)
+    else:
+        yield lambda done: None
+
+
+def _load_entry(path: Path, shape: tuple[int, ...]) -> torch.Tensor | None:
+    """The tensor stored at ``path``, or None (with a warning) when it is damaged or the wrong shape."""
+    try:
+        # Copy-on-write: a large entry stays mapped, and writing into the tensor never reaches the file.
+        array = np.load(path, mmap_mode="c")
+    except (OSError, ValueError) as error:
+        warnings.warn(f"ignoring a damaged image cache entry {path} ({error}); decoding again", stacklevel=3)
+        return None
+    if array.shape != shape or array.dtype != np.uint8:
+        warnings.warn(
+            f"ignoring image cache entry {path}: it holds {array.dtype} {array.shape}, expected uint8 {shape}; "
+            "decoding again",
+            stacklevel=3,
+        )
+        return None
+    if array.nbytes < MEMMAP_THRESHOLD_BYTES:
+        return torch.from_numpy(np.array(array))
+    return torch.from_numpy(array)
+
+
+def _write_atomically(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(temporary, "wb") as file:
+            np.save(file, array)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable; not possible everywhere
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
