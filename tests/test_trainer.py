@@ -29,7 +29,7 @@ def make_trainer(n_components=2, iterations=10, lam=3.0, **kwargs):
     model = build_model("test_efficientnet", num_classes=2, components=n_components, hidden=32)
     options = dict(
         mean=(0.5,) * 3, std=(0.25,) * 3, iterations=iterations, augmentation=None, seed=0,
-        optimizer=default_optimizer(model, lr=0.05, momentum=0.9),
+        optimizer=default_optimizer(model, lr=0.01, momentum=0.9),
     )
     options.update(kwargs)
     sampler = BalancedPairSampler(labels.tolist(), num_streams=n_components, batch_size=8, seed=0)
