@@ -24,7 +24,9 @@ def test_no_rotation_and_no_flips_is_exactly_the_identity():
     assert out.dtype == torch.float32
     assert torch.equal(out, images.float() / 255)
     floats = images.double() / 255
-    assert torch.equal(augment_batch(floats, generator=_generator(0), rotation=0, hflip=False, vflip=False), floats)
+    assert torch.equal(
+        augment_batch(floats, generator=_generator(0), rotation=0, hflip=False, vflip=False), floats
+    )
 
 
 @pytest.mark.parametrize("angle, turns", [(90.0, 1), (-90.0, -1), (180.0, 2)])
@@ -101,7 +103,9 @@ def test_a_batch_of_one_works():
 def test_the_generator_advances_so_each_step_differs():
     images = _images(batch=4)
     generator = _generator(0)
-    assert not torch.equal(augment_batch(images, generator=generator), augment_batch(images, generator=generator))
+    assert not torch.equal(
+        augment_batch(images, generator=generator), augment_batch(images, generator=generator)
+    )
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")

@@ -24,7 +24,7 @@ from synergic.errors import SynergicError
 
 
 class PngFiles:
-    """A stand-in file data set: PNGs of assorted sizes; ``dataset[i]`` is ``(PIL image, label)``."""
+    """A stand-in file data set: PNGs of assorted sizes; ``dataset[i]`` is (PIL image, label)."""
 
     def __init__(self, folder: Path, count: int = 5) -> None:
         rng = np.random.default_rng(0)
@@ -53,7 +53,12 @@ class Tensors:
     def __init__(self, count: int = 4, side: int | None = None) -> None:
         generator = torch.Generator().manual_seed(0)
         sides = [side or 6 + 5 * i for i in range(count)]
-        self.images = [torch.randint(0, 256, (3, s, s + 2 * (side is None)), generator=generator).to(torch.uint8) for s in sides]
+        self.images = [
+            torch.randint(0, 256, (3, s, s + 2 * (side is None)), generator=generator).to(
+                torch.uint8
+            )
+            for s in sides
+        ]
         self.ids = [f"t{i}" for i in range(count)]
         self.labels = [0] * count
         self.classes = ["x"]
@@ -109,12 +114,16 @@ def test_grey_tensors_become_three_channels():
 
 def test_workers_decode_the_same_tensor(tmp_path):
     data = PngFiles(tmp_path / "png", count=7)
-    assert torch.equal(decode_images(data, image_size=9, num_workers=2), decode_images(data, image_size=9))
+    assert torch.equal(
+        decode_images(data, image_size=9, num_workers=2), decode_images(data, image_size=9)
+    )
 
 
 def test_progress_callback_sees_every_image(tmp_path):
     seen = []
-    decode_images(Tensors(count=3), image_size=8, progress=lambda done, total: seen.append((done, total)))
+    decode_images(
+        Tensors(count=3), image_size=8, progress=lambda done, total: seen.append((done, total))
+    )
     assert seen[-1] == (3, 3)
 
 
@@ -178,7 +187,9 @@ def test_cached_equals_uncached_and_the_second_call_reads_the_file(tmp_path, mon
     second = cached_decode(data, image_size=8, resample="bicubic", cache_dir=store)
     assert torch.equal(first, uncached) and torch.equal(second, uncached)
     second[0] = 0  # the loaded tensor is the caller's own: writing to it leaves the file alone
-    assert torch.equal(cached_decode(data, image_size=8, resample="bicubic", cache_dir=store), uncached)
+    assert torch.equal(
+        cached_decode(data, image_size=8, resample="bicubic", cache_dir=store), uncached
+    )
 
 
 def test_touching_a_file_or_changing_an_option_decodes_again(tmp_path, monkeypatch):
@@ -240,7 +251,10 @@ def test_an_interrupted_write_leaves_no_entry(tmp_path, monkeypatch):
         cached_decode(data, image_size=8, resample="bicubic", cache_dir=store)
     assert list(store.iterdir()) == []  # neither <key>.npy nor a temporary file
     monkeypatch.undo()
-    assert torch.equal(cached_decode(data, image_size=8, resample="bicubic", cache_dir=store), decode_images(data, image_size=8))
+    assert torch.equal(
+        cached_decode(data, image_size=8, resample="bicubic", cache_dir=store),
+        decode_images(data, image_size=8),
+    )
 
 
 def test_a_damaged_entry_is_decoded_again_and_replaced(tmp_path):
@@ -290,13 +304,17 @@ def test_data_sets_without_files_skip_the_disk_cache(tmp_path):
 
 def test_no_cache_dir_means_no_disk_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SYNERGIC_CACHE_DIR", str(tmp_path / "default"))
-    cached_decode(PngFiles(tmp_path / "png", count=2), image_size=8, resample="bicubic", cache_dir=None)
+    cached_decode(
+        PngFiles(tmp_path / "png", count=2), image_size=8, resample="bicubic", cache_dir=None
+    )
     assert not (tmp_path / "default").exists()
 
 
 def test_clear_removes_entries_and_leftovers(tmp_path):
     store = tmp_path / "cache"
-    cached_decode(PngFiles(tmp_path / "png", count=2), image_size=8, resample="bicubic", cache_dir=store)
+    cached_decode(
+        PngFiles(tmp_path / "png", count=2), image_size=8, resample="bicubic", cache_dir=store
+    )
     (store / ".abc.1.ff.tmp").write_bytes(b"left over")
     assert ImageCache(store).clear() == 2
     assert list(store.iterdir()) == []
@@ -321,12 +339,18 @@ def test_real_jpegs_through_file_image_dataset(tmp_path, monkeypatch):
     paths = []
     for i in range(4):
         path = tmp_path / f"lesion{i}.jpg"
-        Image.fromarray(rng.integers(0, 256, (40 + 10 * i, 60, 3), dtype=np.uint8)).save(path, quality=90)
+        Image.fromarray(rng.integers(0, 256, (40 + 10 * i, 60, 3), dtype=np.uint8)).save(
+            path, quality=90
+        )
         paths.append(path)
-    data = base.FileImageDataset(["benign", "malignant"], [p.stem for p in paths], [0, 1, 0, 1], paths, name="jpegs")
+    data = base.FileImageDataset(
+        ["benign", "malignant"], [p.stem for p in paths], [0, 1, 0, 1], paths, name="jpegs"
+    )
     store = tmp_path / "cache"
     first = cached_decode(data, image_size=16, resample="bicubic", cache_dir=store, num_workers=0)
     expected = np.asarray(data.load_resized(2, 16, "bicubic"))
     assert torch.equal(first[2], torch.from_numpy(expected.copy()).permute(2, 0, 1))
     _forbid_decoding(monkeypatch)
-    assert torch.equal(cached_decode(data, image_size=16, resample="bicubic", cache_dir=store), first)
+    assert torch.equal(
+        cached_decode(data, image_size=16, resample="bicubic", cache_dir=store), first
+    )

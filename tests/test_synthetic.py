@@ -47,14 +47,19 @@ def test_pixels_are_pinned_so_generator_changes_are_noticed():
     assert digests == PINNED_DIGESTS
 
 
-PINNED_DIGESTS = ["1a23950529b3a15b", "60dafbe418db4880", "84005443f7cd19aa"]
+PINNED_DIGESTS = ["876486519f07715e", "60dafbe418db4880", "84005443f7cd19aa"]
 
 
 def test_splits_and_seeds_give_different_images():
     def images(split: str, seed: int) -> torch.Tensor:
         return _stack(SyntheticLesions(split=split, num_images=4, image_size=24, seed=seed))
 
-    train, test, val, reseeded = images("train", 0), images("test", 0), images("val", 0), images("train", 1)
+    train, test, val, reseeded = (
+        images("train", 0),
+        images("test", 0),
+        images("val", 0),
+        images("train", 1),
+    )
     for other in (test, val, reseeded):
         for a in train:
             assert all(not torch.equal(a, b) for b in other)
@@ -108,7 +113,9 @@ def test_root_is_accepted_and_ignored(tmp_path):
 def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
     """Area under the ROC curve: the chance that a random positive outscores a random negative."""
     positive, negative = scores[labels == 1], scores[labels == 0]
-    wins = (positive[:, None] > negative[None]).sum() + 0.5 * (positive[:, None] == negative[None]).sum()
+    wins = (positive[:, None] > negative[None]).sum() + 0.5 * (
+        positive[:, None] == negative[None]
+    ).sum()
     return float(wins / (positive.size * negative.size))
 
 
@@ -127,7 +134,7 @@ def _crude_features(data: SyntheticLesions) -> np.ndarray:
 
 def test_classes_are_learnable_but_overlap():
     # Four crude whole-image statistics and a least-squares linear score: far better than chance,
-    # far from perfect. (A small CNN reaches a test AUC of about 0.8-0.85; the latent atypia's own
+    # far from perfect. (A small CNN reaches a test AUC of about 0.8; the latent atypia's own
     # AUC, the ceiling for any model, is about 0.92.)
     train = SyntheticLesions(split="train", num_images=200, image_size=32)
     test = SyntheticLesions(split="test", num_images=200, image_size=32)

@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python docs/scripts/make_synthetic_figure.py [--size 128] [--seed 0] [--out docs/images/synthetic_lesions.png]
+    python docs/scripts/make_synthetic_figure.py [--size 128] [--seed 0] [--out FILE.png]
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from synergic.data.datasets.synthetic import SyntheticLesions  # noqa: E402
+from synergic.data.datasets.synthetic import SyntheticLesions
 
 
 def main() -> None:
@@ -28,7 +28,9 @@ def main() -> None:
 
     # The "train" split with the default options, drawn at a larger size so details are visible.
     dataset = SyntheticLesions(split="train", num_images=200, image_size=args.size, seed=args.seed)
-    picks = {c: [i for i, y in enumerate(dataset.labels) if y == c][: args.per_class] for c in (0, 1)}
+    picks = {
+        c: [i for i, y in enumerate(dataset.labels) if y == c][: args.per_class] for c in (0, 1)
+    }
 
     fig, axes = plt.subplots(2, args.per_class, figsize=(1.6 * args.per_class, 3.9))
     for row, label in enumerate((0, 1)):
@@ -40,7 +42,10 @@ def main() -> None:
             ax.set_yticks([])
             ax.set_title(dataset.ids[index].removeprefix("synthetic_"), fontsize=7)
         axes[row, 0].set_ylabel(dataset.classes[label], fontsize=11)
-    fig.suptitle("synthetic_lesions (seed 0, train split): top benign, bottom malignant", fontsize=10)
+    fig.suptitle(
+        f"synthetic_lesions (seed {args.seed}, train split): top benign, bottom malignant",
+        fontsize=10,
+    )
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=110)

@@ -30,10 +30,14 @@ def to_float01(images: Tensor) -> Tensor:
     raise SynergicError(f"images must be uint8 or floating point, got {images.dtype}")
 
 
-def normalize(images: Tensor, mean: Sequence[float] | Tensor, std: Sequence[float] | Tensor) -> Tensor:
+def normalize(
+    images: Tensor, mean: Sequence[float] | Tensor, std: Sequence[float] | Tensor
+) -> Tensor:
     """``(images - mean) / std`` per channel, for float images ``[B, C, H, W]`` in [0, 1]."""
     if not images.is_floating_point():
-        raise SynergicError(f"normalize expects float images in [0, 1], got {images.dtype}; call to_float01 first")
+        raise SynergicError(
+            f"normalize expects float images in [0, 1], got {images.dtype}; call to_float01 first"
+        )
     mean_t = torch.as_tensor(mean, dtype=images.dtype, device=images.device).reshape(1, -1, 1, 1)
     std_t = torch.as_tensor(std, dtype=images.dtype, device=images.device).reshape(1, -1, 1, 1)
     if mean_t.shape[1] != images.shape[1] or std_t.shape[1] != images.shape[1]:
@@ -68,14 +72,18 @@ def augment_batch(
         flips it equals ``to_float01(images)`` exactly.
     """
     if images.ndim != 4:
-        raise SynergicError(f"augment_batch expects images [B, C, H, W], got shape {tuple(images.shape)}")
+        raise SynergicError(
+            f"augment_batch expects images [B, C, H, W], got shape {tuple(images.shape)}"
+        )
     if generator.device.type != "cpu":
         raise SynergicError(
             f"augment_batch needs a CPU torch.Generator (got one on {generator.device}) so that "
             "CPU and GPU runs draw the same numbers"
         )
     if not math.isfinite(rotation) or rotation < 0:
-        raise SynergicError(f"augment_batch: rotation must be a finite number of degrees >= 0, got {rotation!r}")
+        raise SynergicError(
+            f"augment_batch: rotation must be a finite number of degrees >= 0, got {rotation!r}"
+        )
     images = to_float01(images)
     batch = images.shape[0]
     # Always draw all three, so switching one option off does not shift the others' numbers.
@@ -116,10 +124,10 @@ def _rotate(images: Tensor, angles_degrees: Tensor) -> Tensor:
     height, width = images.shape[-2:]
     radians = torch.deg2rad(angles_degrees.to(torch.float64))
     cos, sin = torch.cos(radians), torch.sin(radians)
-    # affine_grid maps each output pixel to where it samples the input, in coordinates normalised to
-    # [-1, 1] per axis; the H/W factors keep the rotation rigid on non-square images. With y pointing
-    # down, sampling at R(a) p turns the picture counter-clockwise by a as displayed (90 degrees is
-    # torch.rot90(images, 1, dims=(2, 3))).
+    # affine_grid maps each output pixel to where it samples the input, in coordinates normalised
+    # to [-1, 1] per axis; the H/W factors keep the rotation rigid on non-square images. With y
+    # pointing down, sampling at R(a) p turns the picture counter-clockwise by a as displayed
+    # (90 degrees is torch.rot90(images, 1, dims=(2, 3))).
     theta = torch.zeros(images.shape[0], 2, 3, dtype=torch.float64, device=images.device)
     theta[:, 0, 0] = cos
     theta[:, 0, 1] = -sin * (height / width)

@@ -29,7 +29,7 @@ from torch.utils.data import Dataset as TorchDataset
 from synergic.errors import SynergicError, did_you_mean
 
 CACHE_FORMAT = 1
-"""Bump when the decoding changes (new resizing code, new layout): every old entry is then ignored."""
+"""Bump when decoding changes (resizing code, file layout): every older entry is then ignored."""
 
 MEMMAP_THRESHOLD_BYTES = 2 * 1024**3
 """Cached tensors at least this large stay memory-mapped instead of being read into memory."""
@@ -60,7 +60,7 @@ def decode_images(
     progress: bool | ProgressCallback = False,
     description: str = "",
 ) -> torch.Tensor:
-    """Every image of ``dataset`` as RGB, resized to ``image_size`` x ``image_size``: uint8 ``[N, 3, S, S]``.
+    """Every image of ``dataset`` as RGB, ``S`` x ``S``: uint8 ``[N, 3, S, S]``, ``S = image_size``.
 
     Uses ``dataset.load_resized(i, size, resample)`` when the data set has it (JPEGs are then
     decoded at reduced scale); otherwise ``dataset[i][0]``, a PIL image or a uint8 ``[3, H, W]``
@@ -98,8 +98,11 @@ def decode_images(
     return images
 
 
-def decode_one(dataset: Any, index: int, image_size: int, resample: str = "bicubic") -> torch.Tensor:
-    """Image ``index`` of ``dataset`` as uint8 ``[3, image_size, image_size]`` (see :func:`decode_images`)."""
+def decode_one(
+    dataset: Any, index: int, image_size: int, resample: str = "bicubic"
+) -> torch.Tensor:
+    """Image ``index`` of ``dataset`` as uint8 ``[3, S, S]``, ``S = image_size`` (see
+    :func:`decode_images`)."""
     load_resized = getattr(dataset, "load_resized", None)
     if callable(load_resized):
         image = load_resized(index, image_size, resample)
@@ -120,7 +123,9 @@ def cacheable(dataset: Any) -> bool:
     return getattr(dataset, "paths", None) is not None
 
 
-def cache_key(dataset: Any, *, image_size: int, resample: str = "bicubic", key_extra: str = "") -> str:
+def cache_key(
+    dataset: Any, *, image_size: int, resample: str = "bicubic", key_extra: str = ""
+) -> str:
     """The sha256 (hex) that names ``dataset``'s cache entry.
 
     It covers the data set's class, its ``ids`` and ``labels``, the size and modification time
@@ -165,9 +170,13 @@ class ImageCache:
     """
 
     def __init__(self, cache_dir: str | os.PathLike[str] | None = None) -> None:
-        self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+        self.cache_dir = (
+            Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+        )
 
-    def path_for(self, dataset: Any, *, image_size: int, resample: str = "bicubic", key_extra: str = "") -> Path:
+    def path_for(
+        self, dataset: Any, *, image_size: int, resample: str = "bicubic", key_extra: str = ""
+    ) -> Path:
         """The file that holds (or would hold) ``dataset`` decoded at ``image_size``."""
         key = cache_key(dataset, image_size=image_size, resample=resample, key_extra=key_extra)
         return self.cache_dir / f"{key}.npy"
@@ -266,7 +275,8 @@ def _check_options(image_size: int, resample: str) -> None:
     if resample not in RESAMPLE_NAMES:
         hint = did_you_mean(resample, RESAMPLE_NAMES) if isinstance(resample, str) else ""
         raise SynergicError(
-            f"unknown resample method {resample!r}{hint}: valid names are {', '.join(RESAMPLE_NAMES)}"
+            f"unknown resample method {resample!r}{hint}: "
+            f"valid names are {', '.join(RESAMPLE_NAMES)}"
         )
 
 
@@ -277,7 +287,8 @@ def _resize_pil(image: Any, size: int, resample: str, dataset: Any, index: int) 
 
     if not isinstance(image, Image.Image):
         raise SynergicError(
-            f"{type(dataset).__name__}[{index}] gave a {type(image).__name__}; expected a PIL image "
+            f"{type(dataset).__name__}[{index}] gave a {type(image).__name__}; "
+            "expected a PIL image "
             "or a uint8 tensor [3, H, W]"
         )
     if image.mode != "RGB":
@@ -286,10 +297,13 @@ def _resize_pil(image: Any, size: int, resample: str, dataset: Any, index: int) 
     return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
 
 
-def _resize_tensor(image: torch.Tensor, size: int, resample: str, dataset: Any, index: int) -> torch.Tensor:
+def _resize_tensor(
+    image: torch.Tensor, size: int, resample: str, dataset: Any, index: int
+) -> torch.Tensor:
     if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] not in (1, 3):
         raise SynergicError(
-            f"{type(dataset).__name__}[{index}] gave a {image.dtype} tensor of shape {tuple(image.shape)}; "
+            f"{type(dataset).__name__}[{index}] gave a {image.dtype} tensor "
+            f"of shape {tuple(image.shape)}; "
             "expected uint8 [3, H, W]"
         )
     if image.shape[0] == 1:
@@ -328,16 +342,19 @@ def _progress_reporter(
 
 
 def _load_entry(path: Path, shape: tuple[int, ...]) -> torch.Tensor | None:
-    """The tensor stored at ``path``, or None (with a warning) when it is damaged or the wrong shape."""
+    """The tensor stored at ``path``; None (and a warning) when it is damaged or mis-shaped."""
     try:
-        # Copy-on-write: a large entry stays mapped, and writing into the tensor never reaches the file.
+        # Copy-on-write: a large entry stays mapped, and writes to the tensor never reach the file.
         array = np.load(path, mmap_mode="c")
     except (OSError, ValueError) as error:
-        warnings.warn(f"ignoring a damaged image cache entry {path} ({error}); decoding again", stacklevel=3)
+        warnings.warn(
+            f"ignoring a damaged image cache entry {path} ({error}); decoding again", stacklevel=3
+        )
         return None
     if array.shape != shape or array.dtype != np.uint8:
         warnings.warn(
-            f"ignoring image cache entry {path}: it holds {array.dtype} {array.shape}, expected uint8 {shape}; "
+            f"ignoring image cache entry {path}: it holds {array.dtype} {array.shape}, "
+            f"expected uint8 {shape}; "
             "decoding again",
             stacklevel=3,
         )

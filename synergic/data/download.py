@@ -122,7 +122,7 @@ def _stream(
 ) -> None:
     """Append (``mode="ab"``) or write the response body to ``part``, drawing a progress bar."""
     bar = _progress_bar() if progress else None
-    with bar or nullcontext(), open(part, mode) as out:
+    with bar if bar is not None else nullcontext(), open(part, mode) as out:
         task = None
         if bar is not None:
             task = bar.add_task(url.rsplit("/", 1)[-1], total=total, completed=offset)

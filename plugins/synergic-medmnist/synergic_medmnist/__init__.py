@@ -7,7 +7,9 @@ Installing this package registers the data set ``medmnist``::
       image_size: 28
       options: {flag: dermamnist, download: true}
 
-As a library, without recipes: ``MedMNIST("dermamnist.npz", "train")[0] -> (uint8 [3, 28, 28], int)``.
+As a library, without recipes::
+
+    MedMNIST("dermamnist.npz", "train")[0]  # (uint8 tensor [3, 28, 28], int)
 """
 
 from __future__ import annotations

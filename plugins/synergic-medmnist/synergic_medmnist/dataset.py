@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from synergic.errors import SynergicError, did_you_mean
+
 from synergic_medmnist.download import download as download_file
 from synergic_medmnist.flags import FLAGS, SIZES, UNSUPPORTED_FLAGS, file_name, official_url
 
@@ -151,7 +151,7 @@ def medmnist_dataset(
     if root is not None and str(root).endswith(".npz"):
         path = Path(root).expanduser()
         named_flag, named_size = parse_file_name(path)
-        flag = (flag or named_flag).lower()
+        flag = str(flag or named_flag).lower()
         file_size = size or named_size or 28
     else:
         if not flag:
@@ -169,12 +169,14 @@ def medmnist_dataset(
             f"one class each: choose one of {', '.join(sorted(FLAGS))}"
         )
     if not path.exists():
-        _fetch_missing(path, flag, file_size, download=download, url=url, md5=md5, progress=progress)
+        _fetch_missing(
+            path, flag, file_size, download=download, url=url, md5=md5, progress=progress
+        )
 
     dataset = MedMNIST(path, split, flag=flag, mmap=mmap)
     # A file renamed by hand is the likely cause of a mismatch; training on it would silently
     # use other images than the recipe says.
-    expected = size or named_size_of(path) or (28 if flag in FLAGS else None)
+    expected = size or parse_file_name(path)[1] or (28 if flag in FLAGS else None)
     if expected is not None and dataset.image_size != (expected, expected):
         height, width = dataset.image_size
         raise SynergicError(
@@ -185,7 +187,13 @@ def medmnist_dataset(
 
 
 def _fetch_missing(
-    path: Path, flag: str, size: int, *, download: bool, url: str | None, md5: str | None,
+    path: Path,
+    flag: str,
+    size: int,
+    *,
+    download: bool,
+    url: str | None,
+    md5: str | None,
     progress: bool,
 ) -> None:
     if flag not in FLAGS and url is None:
@@ -215,18 +223,17 @@ def default_root() -> Path:
     return default_data_root("medmnist")
 
 
-def parse_file_name(path: Path) -> tuple[str, int | None]:
-    """``dermamnist_224.npz`` -> ``("dermamnist", 224)``; ``dermamnist.npz`` -> ``(.., None)``."""
-    match = re.fullmatch(r"(.+?)(?:_(\d+))?", Path(path).stem)
-    assert match is not None  # the pattern matches any non-empty stem
-    flag, size = match.group(1), match.group(2)
-    return flag.lower(), int(size) if size else None
+def parse_file_name(path: str | os.PathLike[str]) -> tuple[str, int | None]:
+    """Flag and size a MedMNIST file name states: ``dermamnist_224.npz`` -> ``("dermamnist", 224)``.
 
-
-def named_size_of(path: Path) -> int | None:
-    """The image size a MedMNIST file name states, when it is one of MedMNIST's sizes."""
-    size = parse_file_name(path)[1]
-    return size if size in SIZES else None
+    ``dermamnist.npz`` and ``cohort_2023.npz`` state no size (2023 is not a MedMNIST size):
+    ``("dermamnist", None)``, ``("cohort_2023", None)``.
+    """
+    stem = Path(path).stem.lower()
+    match = re.fullmatch(r"(.+)_(\d+)", stem)
+    if match and int(match.group(2)) in SIZES:
+        return match.group(1), int(match.group(2))
+    return stem, None
 
 
 def _check_size(size: object) -> int:
@@ -281,9 +288,7 @@ def _read_split(
             classes = list(FLAGS[flag].classes)
         else:  # a set synergic does not know: name the classes by number, alike in every split
             label_keys = [k for k in archive.files if k.endswith("_labels")]
-            largest = max(
-                int(_member(archive, path, k).max(initial=0)) for k in label_keys
-            )
+            largest = max(int(_member(archive, path, k).max(initial=0)) for k in label_keys)
             classes = [str(i) for i in range(largest + 1)]
     if label_list and max(label_list) >= len(classes):
         raise SynergicError(
@@ -317,11 +322,17 @@ def _extracted(path: Path, key: str) -> np.ndarray:
             with zipfile.ZipFile(path) as archive, archive.open(f"{key}.npy") as source:
                 with open(part, "wb") as out:
                     shutil.copyfileobj(source, out, 1 << 24)
-        except _READ_ERRORS as error:
+        except (zipfile.BadZipFile, zlib.error, EOFError) as error:
             part.unlink(missing_ok=True)
             raise SynergicError(
-                f"cannot extract '{key}' from {path} to {target} ({_why(error)}); set "
-                "data.options.mmap: false to read it into memory, or fetch the file again"
+                f"cannot read '{key}' from {path} ({_why(error)}); the file is corrupt or "
+                "incomplete: delete it and fetch it again"
+            ) from None
+        except OSError as error:
+            part.unlink(missing_ok=True)
+            raise SynergicError(
+                f"cannot extract '{key}' from {path} to {target} ({_why(error)}); make the folder "
+                "writable with enough free space, or set data.options.mmap: false"
             ) from None
         os.replace(part, target)
     try:

@@ -9,8 +9,8 @@ import time
 import numpy as np
 import pytest
 import torch
-
 from synergic.errors import SynergicError
+
 from synergic_medmnist import MedMNIST, medmnist_dataset
 from synergic_medmnist.dataset import default_root, parse_file_name
 from synergic_medmnist.flags import FLAGS, file_name, official_url
@@ -60,7 +60,8 @@ def test_each_split_reads_its_own_arrays(tmp_path, write_npz, split):
 
     assert len(data) == len(arrays[f"{split}_images"])
     assert data.ids[0] == f"bloodmnist_{split}_00000"
-    assert torch.equal(data[-1][0], torch.from_numpy(arrays[f"{split}_images"][-1]).permute(2, 0, 1))
+    last = torch.from_numpy(arrays[f"{split}_images"][-1]).permute(2, 0, 1)
+    assert torch.equal(data[-1][0], last)
 
 
 def test_larger_sizes_read_flag_underscore_size_files(tmp_path, write_npz):
@@ -92,13 +93,15 @@ def test_mmap_gives_the_same_data_and_re_extracts_a_newer_file(tmp_path, write_n
 
 
 def test_a_file_given_as_root_names_the_flag_and_size(tmp_path, write_npz):
-    path, _ = write_npz(tmp_path / "elsewhere" / "retinamnist_128.npz", rgb=True, size=128,
-                        num_classes=5)
+    path, _ = write_npz(
+        tmp_path / "elsewhere" / "retinamnist_128.npz", rgb=True, size=128, num_classes=5
+    )
     data = medmnist_dataset(root=str(path), split="val")
     assert data.flag == "retinamnist" and data.image_size == (128, 128)
     assert data.classes == ["0", "1", "2", "3", "4"]
     assert parse_file_name(path) == ("retinamnist", 128)
     assert parse_file_name(tmp_path / "pathmnist.npz") == ("pathmnist", None)
+    assert parse_file_name("cohort_2023.npz") == ("cohort_2023", None)  # 2023 is no MedMNIST size
 
 
 def test_an_unknown_flag_numbers_its_classes_alike_in_every_split(tmp_path, write_npz):
@@ -295,8 +298,10 @@ def make_valid(count: int) -> dict[str, np.ndarray]:
         f"{split}_{kind}": value
         for split in ("train", "val", "test")
         for kind, value in (
-            ("images", np.arange(count * 28 * 28, dtype=np.uint32).astype(np.uint8).reshape(
-                count, 28, 28)),
+            (
+                "images",
+                np.arange(count * 28 * 28, dtype=np.uint32).astype(np.uint8).reshape(count, 28, 28),
+            ),
             ("labels", (np.arange(count) % 2).reshape(-1, 1).astype(np.uint8)),
         )
     }
@@ -304,8 +309,7 @@ def make_valid(count: int) -> dict[str, np.ndarray]:
 
 def test_a_memory_mapped_set_pickles_as_its_file_name(tmp_path, write_npz):
     write_npz(tmp_path / "organsmnist_64.npz", size=64, num_classes=11)
-    mapped = medmnist_dataset(root=tmp_path, split="train", flag="organsmnist", size=64,
-                              mmap=True)
+    mapped = medmnist_dataset(root=tmp_path, split="train", flag="organsmnist", size=64, mmap=True)
     payload = pickle.dumps(mapped)
     assert len(payload) < 20 * 64 * 64  # far less than the pixels themselves
     copy = pickle.loads(payload)

@@ -8,9 +8,9 @@ import http.server
 import threading
 
 import pytest
+from synergic.errors import SynergicError
 
 import synergic_medmnist.dataset as dataset_module
-from synergic.errors import SynergicError
 from synergic_medmnist import medmnist_dataset
 from synergic_medmnist.download import fetch_with_urllib, file_md5
 from synergic_medmnist.flags import FLAGS, official_url
@@ -59,8 +59,13 @@ def test_download_fetches_a_missing_file_from_url(tmp_path, write_npz, serve):
     root = tmp_path / "data"
 
     data = medmnist_dataset(
-        root=root, split="train", flag="dermamnist", download=True,
-        url=f"{base}/dermamnist.npz", md5=file_md5(source), progress=False,
+        root=root,
+        split="train",
+        flag="dermamnist",
+        download=True,
+        url=f"{base}/dermamnist.npz",
+        md5=file_md5(source),
+        progress=False,
     )
 
     assert (root / "dermamnist.npz").read_bytes() == source.read_bytes()
@@ -70,8 +75,19 @@ def test_download_fetches_a_missing_file_from_url(tmp_path, write_npz, serve):
 
     # Present now: a second call reads it even with the server gone.
     source.unlink()
-    assert len(medmnist_dataset(root=root, split="val", flag="dermamnist", download=True,
-                                url=f"{base}/dermamnist.npz", progress=False)) == 6
+    assert (
+        len(
+            medmnist_dataset(
+                root=root,
+                split="val",
+                flag="dermamnist",
+                download=True,
+                url=f"{base}/dermamnist.npz",
+                progress=False,
+            )
+        )
+        == 6
+    )
 
 
 def test_a_wrong_md5_deletes_the_download(tmp_path, write_npz, serve):
@@ -79,8 +95,15 @@ def test_a_wrong_md5_deletes_the_download(tmp_path, write_npz, serve):
     write_npz(tmp_path / "served" / "pathmnist.npz", rgb=True, num_classes=9)
     root = tmp_path / "data"
     with pytest.raises(SynergicError) as error:
-        medmnist_dataset(root=root, split="train", flag="pathmnist", download=True,
-                         url=f"{base}/pathmnist.npz", md5="0" * 32, progress=False)
+        medmnist_dataset(
+            root=root,
+            split="train",
+            flag="pathmnist",
+            download=True,
+            url=f"{base}/pathmnist.npz",
+            md5="0" * 32,
+            progress=False,
+        )
     message = str(error.value)
     assert "expected " + "0" * 32 in message and "\n" not in message
     assert not (root / "pathmnist.npz").exists()
@@ -90,8 +113,14 @@ def test_a_missing_remote_file_is_a_one_line_error(tmp_path, serve):
     base = serve()
     root = tmp_path / "data"
     with pytest.raises(SynergicError) as error:
-        medmnist_dataset(root=root, split="train", flag="octmnist", download=True,
-                         url=f"{base}/nothing-here.npz", progress=False)
+        medmnist_dataset(
+            root=root,
+            split="train",
+            flag="octmnist",
+            download=True,
+            url=f"{base}/nothing-here.npz",
+            progress=False,
+        )
     message = str(error.value)
     assert "404" in message and f"{base}/nothing-here.npz" in message and "\n" not in message
     assert not (root / "octmnist.npz").exists()
@@ -107,9 +136,9 @@ def test_the_official_record_and_md5_are_used_without_url(tmp_path, monkeypatch)
     monkeypatch.setattr(dataset_module, "download_file", fake_download)
     with pytest.raises(SynergicError, match="stop here"):
         medmnist_dataset(root=tmp_path, split="train", flag="bloodmnist", size=128, download=True)
-    assert calls == [
-        (official_url("bloodmnist", 128), tmp_path / "bloodmnist_128.npz", FLAGS["bloodmnist"].md5[128])
-    ]
+    official_md5 = FLAGS["bloodmnist"].md5[128]
+    expected_dest = tmp_path / "bloodmnist_128.npz"
+    assert calls == [(official_url("bloodmnist", 128), expected_dest, official_md5)]
 
 
 def test_urllib_fallback_writes_through_a_part_file(tmp_path, serve):

@@ -38,5 +38,6 @@ def test_installed_plugin_is_in_synergics_registry():
     assert entry.origin == "medmnist"
     assert entry.factory is medmnist_dataset
     info = {plugin.name: plugin for plugin in loaded_plugins()}["medmnist"]
-    assert info.distribution == "synergic-medmnist" and info.version == synergic_medmnist.__version__
+    assert info.distribution == "synergic-medmnist"
+    assert info.version == synergic_medmnist.__version__
     assert info.registered == {"datasets": ["medmnist"]}

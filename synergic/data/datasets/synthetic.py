@@ -42,7 +42,6 @@ SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 _ATYPIA_BETA = {0: (2.2, 4.6), 1: (4.6, 2.2)}
 # How far each ABCD feature strays from the shared atypia (the less, the easier the task).
 _FEATURE_NOISE = 0.16
-_GOLDEN = 0.6180339887498949
 
 # Dermoscopy colours, RGB in [0, 1].
 _SKIN_LIGHT = np.array([0.94, 0.80, 0.72])
@@ -92,7 +91,9 @@ def synthetic_lesions(
     counts = {"train": num_train, "val": num_val, "test": num_test}
     for name, count in counts.items():
         if not isinstance(count, int) or count < 0:
-            raise SynergicError(f"synthetic_lesions: num_{name} must be an integer >= 0, got {count!r}")
+            raise SynergicError(
+                f"synthetic_lesions: num_{name} must be an integer >= 0, got {count!r}"
+            )
     if counts[split] == 0:
         raise NoSuchSplit(
             f"synthetic_lesions has no '{split}' split because num_{split}=0; "
@@ -133,14 +134,19 @@ class SyntheticLesions(Dataset):
                 f"use one of {', '.join(SPLIT_IDS)}"
             )
         if not isinstance(num_images, int) or num_images < 0:
-            raise SynergicError(f"SyntheticLesions: num_images must be an integer >= 0, got {num_images!r}")
+            raise SynergicError(
+                f"SyntheticLesions: num_images must be an integer >= 0, got {num_images!r}"
+            )
         if not isinstance(image_size, int) or image_size < 8:
-            raise SynergicError(f"SyntheticLesions: image_size must be an integer >= 8, got {image_size!r}")
+            raise SynergicError(
+                f"SyntheticLesions: image_size must be an integer >= 8, got {image_size!r}"
+            )
         if not isinstance(seed, int) or seed < 0:
             raise SynergicError(f"SyntheticLesions: seed must be an integer >= 0, got {seed!r}")
         if not 0.0 <= malignant_fraction <= 1.0:
             raise SynergicError(
-                f"SyntheticLesions: malignant_fraction must be in [0, 1], got {malignant_fraction!r}"
+                "SyntheticLesions: malignant_fraction must be in [0, 1], "
+                f"got {malignant_fraction!r}"
             )
         self.split = split
         self.image_size = image_size
@@ -148,12 +154,14 @@ class SyntheticLesions(Dataset):
         self.malignant_fraction = float(malignant_fraction)
         self.classes = list(CLASSES)
         self.ids = [f"synthetic_{split}_{i:05d}" for i in range(num_images)]
-        # A golden-ratio sequence instead of coin flips: each index's label does not depend on how
-        # many images the split has, and every prefix holds the requested class balance, so even
-        # a 4-image test split has both classes.
+        # Evenly spread instead of coin flips (label i is 1 when floor(i * f + u) steps up): each
+        # index's label does not depend on how many images the split has, and every prefix holds
+        # the requested balance to within one image, so even a 4-image split has both classes.
         offset = np.random.default_rng([seed, SPLIT_IDS[split], 1 << 20]).random()
-        phases = (offset + np.arange(num_images, dtype=np.float64) * _GOLDEN) % 1.0
-        self.labels = [int(p < self.malignant_fraction) for p in phases]
+        steps = np.floor(
+            np.arange(num_images + 1, dtype=np.float64) * self.malignant_fraction + offset
+        )
+        self.labels = [int(step) for step in np.diff(steps)]
         self._cache: dict[int, torch.Tensor] = {}
 
     def __len__(self) -> int:
@@ -199,7 +207,11 @@ def render_lesion(rng: np.random.Generator, label: int, size: int) -> np.ndarray
     skin = _SKIN_LIGHT + rng.random() * (_SKIN_TAN - _SKIN_LIGHT) + rng.normal(0.0, 0.02, 3)
     light_dir = rng.normal(0.0, 1.0, 2)
     lighting = 1.0 + 0.07 * (light_dir[0] * x + light_dir[1] * y) / (math.hypot(*light_dir) + 1e-9)
-    shading = lighting + 0.035 * _value_noise(rng, size, 3) + 0.02 * _value_noise(rng, size, max(4, size // 4))
+    shading = (
+        lighting
+        + 0.035 * _value_noise(rng, size, 3)
+        + 0.02 * _value_noise(rng, size, max(4, size // 4))
+    )
     image = skin[:, None, None] * shading[None]
 
     # --- lesion outline: radius as a function of angle ------------------------------------------
@@ -209,7 +221,9 @@ def render_lesion(rng: np.random.Generator, label: int, size: int) -> np.ndarray
     radius = max(0.26 + 0.36 * diameter + rng.normal(0.0, 0.05), 4.0 * pixel)
     # r(angle) / radius - 1 as a Fourier series, summed by one inverse FFT onto a fine angle grid.
     spectrum = np.zeros(_ANGLE_STEPS // 2 + 1, dtype=np.complex128)
-    spectrum[2] = rng.uniform(0.0, 0.22) * np.exp(1j * rng.uniform(0, 2 * math.pi))  # mirror-symmetric
+    spectrum[2] = rng.uniform(0.0, 0.22) * np.exp(
+        1j * rng.uniform(0, 2 * math.pi)
+    )  # mirror-symmetric
     odd = asym * rng.uniform(0.5, 1.0, 2) * np.array([0.16, 0.10])  # k=1 and k=3 break symmetry
     spectrum[[1, 3]] = odd * np.exp(1j * rng.uniform(0, 2 * math.pi, 2))
     harmonics = np.arange(4, 21)  # 1/k amplitudes: a ragged outline, not a regular star
@@ -222,14 +236,18 @@ def render_lesion(rng: np.random.Generator, label: int, size: int) -> np.ndarray
     inside = _soft_step((outline - rho) / softness)
     depth = np.clip(1.0 - rho / np.maximum(outline, 1e-6), 0.0, 1.0)
 
-    # --- lesion colour: brown with a darker centre, atypical colours mixed in -----------------------
+    # --- lesion colour: brown with a darker centre, atypical colours mixed in -------------------
     brown = _BROWN_LIGHT + rng.random() * (_BROWN_DARK - _BROWN_LIGHT)
     darker = brown * rng.uniform(0.55, 0.8)
     mottle = 1.0 + 0.10 * _value_noise(rng, size, 6)
-    lesion = (brown[:, None, None] + (darker - brown)[:, None, None] * np.sqrt(depth)[None]) * mottle[None]
+    lesion = (
+        brown[:, None, None] + (darker - brown)[:, None, None] * np.sqrt(depth)[None]
+    ) * mottle[None]
     # Off-centre dark blotch: colour asymmetry, grows with A.
     blotch_angle = rng.uniform(0, 2 * math.pi)
-    blotch_at = centre + radius * 0.5 * asym * np.array([math.cos(blotch_angle), math.sin(blotch_angle)])
+    blotch_at = centre + radius * 0.5 * asym * np.array(
+        [math.cos(blotch_angle), math.sin(blotch_angle)]
+    )
     blotch = _bump(((x - blotch_at[0]) ** 2 + (y - blotch_at[1]) ** 2) / (0.8 * radius) ** 2)
     lesion = lesion * (1.0 - 0.5 * asym * blotch)[None]
     # Variegation: each atypical colour covers the patches where a smooth field passes a threshold.
@@ -289,7 +307,10 @@ _DIAMOND_INDEX, _DIAMOND_FRACTION = _diamond_table()
 def _lookup_by_angle(shape: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
     """``shape`` (sampled at equal angles from +x, counter-clockwise) at each pixel's angle."""
     following = np.roll(shape, -1)
-    table = shape[_DIAMOND_INDEX] * (1.0 - _DIAMOND_FRACTION) + following[_DIAMOND_INDEX] * _DIAMOND_FRACTION
+    table = (
+        shape[_DIAMOND_INDEX] * (1.0 - _DIAMOND_FRACTION)
+        + following[_DIAMOND_INDEX] * _DIAMOND_FRACTION
+    )
     ax, ay = np.abs(dx), np.abs(dy)
     total = np.maximum(ax + ay, 1e-12)
     diamond = np.where(
@@ -314,7 +335,9 @@ def _value_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
 def _spread_matrix(size: int, cells: int) -> np.ndarray:
     """Gaussian weights from a coarse grid of random nodes to the pixels, rows of unit L2 norm."""
     pixels = (np.arange(size) + 0.5) / size * cells
-    nodes = np.arange(-2, cells + 2) + 0.5  # two nodes of margin so the edges are as smooth as the middle
+    nodes = (
+        np.arange(-2, cells + 2) + 0.5
+    )  # two nodes of margin so the edges are as smooth as the middle
     weights = np.exp(-0.5 * ((pixels[:, None] - nodes[None]) / 0.7) ** 2)
     weights /= np.linalg.norm(weights, axis=1, keepdims=True)
     weights.flags.writeable = False

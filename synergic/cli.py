@@ -1,0 +1,344 @@
+"""The ``synergic`` command. It knows recipes and run directories, not the loop's insides."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from synergic import __version__
+from synergic.errors import SynergicError
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="synergic")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """synergic: synergic deep learning (SDL^n) for medical image classification.
+
+    Start with: synergic run recipes/demo.yaml
+    """
+    ctx.obj = {"debug": debug}
+
+
+set_option = click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE",
+    help="Override a recipe key (dotted path; the value is read as YAML). Repeatable.",
+)
+
+
+def _load(recipe: str, overrides) -> tuple:
+    from synergic.recipe import check_registry_names, load_recipe
+
+    loaded = load_recipe(recipe, overrides)
+    check_registry_names(loaded, source=str(recipe))
+    return loaded
+
+
+class ProgressDisplay:
+    """A rich progress bar fed by the trainer's callbacks."""
+
+    def __init__(self, total: int, start: int, batch_size: int, components: int) -> None:
+        from rich.progress import (
+            BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+            TextColumn("{task.fields[losses]}"), console=_console(stderr=True), transient=False,
+        )
+        self.task = self.progress.add_task("train", total=total, completed=start, losses="")
+        self.images_per_step = batch_size * components
+        self.last_validation = ""
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.__exit__(*exc)
+
+    def on_log(self, trainer, row) -> None:
+        terms = " ".join(
+            f"{k}={v:.3f}" for k, v in row.items() if k == "loss" or k.startswith(("ce_", "synergic_"))
+        )
+        speed = self.images_per_step / row["seconds_per_step"] if row["seconds_per_step"] > 0 else 0
+        text = f"{terms} lr={row['lr']:.2e} {speed:.0f} img/s{self.last_validation}"
+        self.progress.update(self.task, completed=row["step"], losses=text)
+
+    def on_validation(self, trainer, evaluation) -> None:
+        m = evaluation.metrics
+        self.last_validation = f" | val ap={m.get('ap', float('nan')):.3f} auc={m.get('auc', float('nan')):.3f}"
+        self.progress.console.print(
+            f"step {trainer.state.step}: validation "
+            + " ".join(f"{k}={v:.4f}" for k, v in m.items())
+        )
+
+
+def _metrics_table(metrics: dict, title: str):
+    from rich.table import Table
+
+    test = metrics["test"]
+    table = Table(title=title)
+    table.add_column("model")
+    names = list(test)
+    for name in names:
+        table.add_column(name, justify="right")
+
+    def fmt(v):
+        return "n/a" if v is None else f"{v:.4f}"
+
+    table.add_row("aggregate", *(fmt(test[n]) for n in names))
+    for k, component in enumerate(metrics.get("test_components", [])):
+        table.add_row(f"component {k + 1}", *(fmt(component.get(n)) for n in names))
+    return table
+
+
+def _default_output(name: str) -> Path:
+    return Path("runs") / name / datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+@cli.command()
+@click.argument("recipe")
+@set_option
+@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path),
+              help="Run directory (default: runs/<recipe name>/<timestamp>).")
+@click.option("--resume", is_flag=True, help="Continue the run in --output from its last checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Replace the run in --output.")
+def run(recipe: str, overrides, output: Path | None, resume: bool, overwrite: bool) -> None:
+    """Train and evaluate RECIPE (a YAML file or a built-in recipe name)."""
+    loaded = _load(recipe, overrides)
+    if resume and output is None:
+        raise SynergicError("--resume needs --output: the run directory to continue")
+    _run(loaded, output or _default_output(loaded.name), resume=resume, overwrite=overwrite)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@set_option
+def resume(run_dir: Path, overrides) -> None:
+    """Continue the run in RUN_DIR from its last checkpoint (e.g. --set train.iterations=...)."""
+    if not (run_dir / "recipe.yaml").is_file():
+        raise SynergicError(f"{run_dir} holds no synergic run (no recipe.yaml)")
+    loaded = _load(str(run_dir / "recipe.yaml"), overrides)
+    _run(loaded, run_dir, resume=True, overwrite=False)
+
+
+def _run(recipe, output: Path, *, resume: bool, overwrite: bool) -> None:
+    from synergic.experiment import run as run_experiment
+    from synergic.training.trainer import TrainingInterrupted
+
+    console = _console(stderr=True)
+    console.print(f"[bold]synergic[/] {recipe.name}: SDL^{recipe.model.components} of "
+                  f"{recipe.model.backbone.name}, {recipe.train.iterations} iterations -> {output}")
+    display = ProgressDisplay(
+        recipe.train.iterations, 0, recipe.train.batch_size, recipe.model.components
+    )
+    started = time.perf_counter()
+
+    def stage(message: str) -> None:
+        if message == "training":
+            display.__enter__()
+        elif message.startswith("evaluating"):
+            display.__exit__(None, None, None)
+        if message != "training":
+            console.print(f"[dim]{message}...[/]")
+
+    try:
+        result = run_experiment(
+            recipe, output, resume=resume, overwrite=overwrite, progress=True,
+            callbacks=[display], on_stage=stage,
+        )
+    except TrainingInterrupted as stop:
+        display.__exit__(None, None, None)
+        raise SynergicError(f"{stop}: synergic resume {output}") from None
+    except BaseException:
+        display.__exit__(None, None, None)
+        raise
+    out = _console()
+    out.print(_metrics_table(result.metrics, f"test metrics of {recipe.name}"))
+    out.print(f"run directory: {result.run_dir}  ({time.perf_counter() - started:.0f} s)")
+
+
+@cli.command(name="eval")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True)
+@click.option("--checkpoint", type=click.Choice(["last", "best"]), default="last", show_default=True)
+def eval_command(run_dir: Path, split: str, checkpoint: str) -> None:
+    """Re-evaluate a trained run from its checkpoint."""
+    from synergic.serving import evaluate_run
+
+    metrics = evaluate_run(run_dir, split=split, checkpoint=checkpoint)
+    _console().print(_metrics_table({"test": metrics["aggregate"], "test_components": metrics["components"]},
+                                    f"{split} metrics of {run_dir} ({checkpoint}.pt)"))
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the predictions as CSV here instead of printing them.")
+@click.option("--checkpoint", type=click.Choice(["last", "best"]), default="last", show_default=True)
+def predict(run_dir: Path, images, output: Path | None, checkpoint: str) -> None:
+    """Classify IMAGES (files or folders) with the trained run in RUN_DIR."""
+    from synergic.serving import predict_images
+
+    classes, rows = predict_images(run_dir, list(images), checkpoint=checkpoint)
+    lines = ["image," + ",".join(classes) + ",prediction"]
+    for path, probabilities in rows:
+        best = max(range(len(classes)), key=lambda k: probabilities[k])
+        lines.append(f"{path}," + ",".join(f"{p:.6f}" for p in probabilities) + f",{classes[best]}")
+    text = "\n".join(lines) + "\n"
+    if output:
+        from synergic.experiment import write_text_atomically
+
+        write_text_atomically(output, text)
+        _console(stderr=True).print(f"{len(rows)} predictions written to {output}")
+    else:
+        click.echo(text, nl=False)
+
+
+KINDS = {
+    "backbones": "backbones", "datasets": "datasets", "samplers": "pair_samplers",
+    "heads": "synergic_heads", "aggregators": "aggregators",
+}
+
+
+@cli.command(name="list")
+@click.argument("kind", required=False, type=click.Choice(sorted(KINDS)))
+def list_command(kind: str | None) -> None:
+    """List the registered components and where each comes from."""
+    from rich.table import Table
+
+    from synergic import registry
+
+    console = _console()
+    for name in [kind] if kind else sorted(KINDS):
+        table = Table(title=name, title_justify="left")
+        table.add_column("name")
+        table.add_column("origin")
+        table.add_column("description")
+        for entry in registry.ALL[KINDS[name]].entries():
+            table.add_row(entry.name, entry.origin, entry.description)
+        if name == "backbones":
+            import timm
+
+            table.add_row("<any timm model>", "timm", f"{len(timm.list_models())} architectures, "
+                          "e.g. resnet50, efficientnet_b0, convnext_tiny (timm.list_models())")
+        console.print(table)
+
+
+@cli.command()
+def plugins() -> None:
+    """Installed plugins, their versions and what each registered."""
+    from rich.table import Table
+
+    from synergic.plugins import loaded_plugins
+
+    table = Table()
+    for column in ("plugin", "version", "registered"):
+        table.add_column(column)
+    for info in loaded_plugins():
+        registered = "; ".join(f"{k}: {', '.join(v)}" for k, v in info.registered.items())
+        table.add_row(info.name, info.version or "", registered)
+    _console().print(table)
+
+
+@cli.group()
+def recipe() -> None:
+    """Show or check recipes."""
+
+
+@recipe.command()
+@click.argument("recipe_file", metavar="RECIPE")
+@set_option
+def show(recipe_file: str, overrides) -> None:
+    """Print the resolved RECIPE (every default written out) as YAML."""
+    from synergic.recipe import recipe_to_yaml
+
+    click.echo(recipe_to_yaml(_load(recipe_file, overrides)), nl=False)
+
+
+@recipe.command()
+@click.argument("recipe_file", metavar="RECIPE")
+@set_option
+def check(recipe_file: str, overrides) -> None:
+    """Validate RECIPE without running it."""
+    loaded = _load(recipe_file, overrides)
+    _console().print(f"{recipe_file}: ok ({loaded.name})")
+
+
+@recipe.command(name="list")
+def recipe_list() -> None:
+    """The built-in recipes."""
+    from synergic.recipe import builtin_recipe_names
+
+    for name in builtin_recipe_names():
+        click.echo(name)
+
+
+@cli.group()
+def data() -> None:
+    """Data-set utilities."""
+
+
+@data.command()
+@click.argument("name", type=click.Choice(["isic2016"]))
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path),
+              help="Where to put it (default: the user cache, or $SYNERGIC_DATA_DIR).")
+def download(name: str, root: Path | None) -> None:
+    """Download a data set (resumable; does nothing if it is already complete)."""
+    from synergic.data.download import download_isic2016
+
+    folder = download_isic2016(root, progress=True)
+    _console().print(f"{name} is ready in {folder}")
+
+
+def _register_plugin_commands() -> None:
+    if os.environ.get("SYNERGIC_DISABLE_PLUGINS", "").strip() not in ("", "0"):
+        return
+    try:
+        from synergic.plugins import load_plugins, pm
+
+        load_plugins()
+        pm.hook.register_commands(cli=cli)
+    except SynergicError:
+        raise
+    except Exception as error:  # a plugin's command must not break the others
+        print(f"warning: a plugin's commands could not be added: {error}", file=sys.stderr)
+
+
+def main(argv=None) -> None:
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        _register_plugin_commands()
+        cli.main(args=argv, prog_name="synergic", standalone_mode=False)
+    except click.exceptions.Abort:
+        _console(stderr=True).print("aborted")
+        sys.exit(130)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except click.exceptions.Exit as exit_:
+        sys.exit(exit_.exit_code)
+    except SynergicError as error:
+        if debug:
+            raise
+        _console(stderr=True).print(f"[bold red]error:[/] {error}", soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        _console(stderr=True).print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,348 @@
+"""From a recipe to a run directory: the one place where recipes meet components.
+
+Data flows one way: :class:`~synergic.recipe.Recipe` -> data sets, decoded images and components
+built from the registries -> :class:`~synergic.Trainer` -> the run directory::
+
+    recipe.yaml        the resolved recipe
+    log.csv            step, each loss term, learning rate, seconds per step
+    checkpoints/       last.pt, best.pt (best by validation AP, when there is a validation split)
+    metrics.json       {"test": {...}, "test_components": [...], "validation": {...}}
+    predictions.csv    image,<class 0>,<class 1>,...: the aggregate probabilities per test image
+    roc.png, pr.png    aggregate and each component (binary tasks), as the paper's Fig. 3
+
+Everything that can fail because of the user's input (recipe, data, weights) fails before the
+run directory is touched; ``metrics.json`` and ``predictions.csv`` appear only at the very end.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from synergic.errors import SynergicError
+from synergic.recipe import Recipe
+
+RESULT_FILES = ("metrics.json", "predictions.csv", "roc.png", "pr.png")
+
+
+@dataclass
+class Split:
+    """A decoded split: uint8 images ``[N, 3, S, S]``, labels and ids."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    ids: list[str]
+
+    def subset(self, indices: Sequence[int]) -> Split:
+        index = torch.as_tensor(list(indices), dtype=torch.long)
+        return Split(self.images[index], self.labels[index], [self.ids[i] for i in indices])
+
+
+@dataclass
+class PreparedData:
+    classes: list[str]
+    train: Split
+    validation: Split | None
+    test: Split
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _factory_call(recipe: Recipe, split: str):
+    from synergic import registry
+
+    data = recipe.data
+    factory = registry.datasets.get(data.dataset)
+    options = dict(data.options)
+    if data.download:
+        options["download"] = True
+    try:
+        return factory(root=data.root, split=split, **options)
+    except TypeError as error:
+        raise SynergicError(
+            f"data set '{data.dataset}' does not accept these options ({error}): check data.options"
+            + (" and data.download" if data.download else "")
+        ) from None
+
+
+def open_datasets(recipe: Recipe) -> tuple[Any, Any | None, Any]:
+    """The train, validation (None when absent) and test data sets of ``recipe``."""
+    from synergic.data import NoSuchSplit
+    from synergic.data.checks import check_dataset
+
+    name = recipe.data.dataset
+    train = _factory_call(recipe, "train")
+    check_dataset(train, split="train", name=name)
+    try:
+        validation = _factory_call(recipe, "val")
+    except NoSuchSplit:
+        validation = None
+    test = _factory_call(recipe, "test")
+    for split, dataset in (("val", validation), ("test", test)):
+        if dataset is not None:
+            check_dataset(dataset, split=split, name=name, num_classes=len(train.classes))
+            if list(dataset.classes) != list(train.classes):
+                raise SynergicError(
+                    f"data set '{name}': the {split} split's classes {list(dataset.classes)} differ "
+                    f"from the train split's {list(train.classes)}"
+                )
+    return train, validation, test
+
+
+def prepare_data(recipe: Recipe, *, progress: bool = False) -> PreparedData:
+    """Open the data sets, check them, and decode every image once (through the disk cache)."""
+    from synergic.data.cache import cached_decode, default_cache_dir
+    from synergic.data.splits import stratified_split
+
+    train_set, validation_set, test_set = open_datasets(recipe)
+    data = recipe.data
+    cache_dir = None
+    if data.cache:
+        cache_dir = Path(data.cache_dir).expanduser() if data.cache_dir else default_cache_dir()
+
+    def decode(dataset, label: str) -> Split:
+        images = cached_decode(
+            dataset, image_size=data.image_size, resample=data.resize, cache_dir=cache_dir,
+            key_extra=data.dataset, num_workers=recipe.train.num_workers, progress=progress,
+            description=f"decoding {label} images",
+        )
+        return Split(images, torch.as_tensor(list(dataset.labels), dtype=torch.long), list(dataset.ids))
+
+    train = decode(train_set, "train")
+    validation = decode(validation_set, "validation") if validation_set is not None else None
+    if validation is None and data.validation_fraction > 0:
+        keep, held_out = stratified_split(train.labels.tolist(), data.validation_fraction, recipe.seed)
+        if held_out:
+            train, validation = train.subset(keep), train.subset(held_out)
+    test = decode(test_set, "test")
+    return PreparedData(list(train_set.classes), train, validation, test)
+
+
+def build_training(recipe: Recipe, data: PreparedData):
+    """The model, loss, sampler, optimiser, schedule and aggregator that ``recipe`` names."""
+    from synergic import registry
+    from synergic.losses import SynergicLoss
+    from synergic.models.backbones import backbone_normalization
+    from synergic.models.sdl import build_model
+    from synergic.training.schedules import make_schedule
+    from synergic.training.trainer import default_optimizer
+
+    m, t = recipe.model, recipe.train
+    seed_everything(recipe.seed)
+    model = build_model(
+        m.backbone.name, num_classes=len(data.classes), components=m.components,
+        pretrained=m.backbone.pretrained, weights=m.backbone.weights,
+        backbone_options=m.backbone.options, hidden=m.head.hidden, init_range=m.head.init_range,
+        activation=m.head.activation, synergic_head=m.synergic_head.name,
+        synergic_head_options=m.synergic_head.options,
+    )
+    _check_image_size(model, recipe)
+    sampler_cls = registry.pair_samplers.get(t.sampler.name)
+    try:
+        sampler = sampler_cls(
+            data.train.labels.tolist(), num_streams=m.components, batch_size=t.batch_size,
+            seed=recipe.seed, **t.sampler.options,
+        )
+    except (TypeError, ValueError) as error:
+        raise SynergicError(f"train.sampler: {error}") from None
+    optimizer = default_optimizer(
+        model, lr=t.optimizer.lr, momentum=t.optimizer.momentum,
+        weight_decay=t.optimizer.weight_decay, nesterov=t.optimizer.nesterov,
+    )
+    schedule = make_schedule(
+        t.lr_schedule.name, gamma=t.lr_schedule.gamma, warmup=t.lr_schedule.warmup,
+        total_steps=t.iterations,
+    )
+    loss = SynergicLoss(t.synergic_weight, gradient=t.synergic_gradient)
+    aggregator = registry.aggregators.get(m.aggregator)
+    mean, std = backbone_normalization(model.components[0].backbone)
+    return model, loss, sampler, optimizer, schedule, aggregator, (mean, std)
+
+
+def _check_image_size(model, recipe: Recipe) -> None:
+    size = recipe.data.image_size
+    component = model.components[0]
+    was_training = component.training
+    component.eval()
+    try:
+        with torch.no_grad():
+            component(torch.zeros(1, 3, size, size))
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()[0][:160]
+        raise SynergicError(
+            f"data.image_size {size} is too small for backbone '{recipe.model.backbone.name}' "
+            f"({first}): use a larger data.image_size"
+        ) from None
+    finally:
+        component.train(was_training)
+
+
+# -- the run directory ------------------------------------------------------------------------
+
+
+def run_directory_state(run_dir: Path) -> str:
+    """``"empty"``, ``"run"`` (holds a synergic run) or ``"other"`` (holds something else)."""
+    if not run_dir.exists() or not any(run_dir.iterdir()):
+        return "empty"
+    if (run_dir / "recipe.yaml").exists() or (run_dir / "checkpoints").exists():
+        return "run"
+    return "other"
+
+
+def claim_run_directory(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    state = run_directory_state(run_dir)
+    if state == "empty" or resume:
+        return
+    if not overwrite:
+        what = "another run" if state == "run" else "other files"
+        raise SynergicError(
+            f"output directory {run_dir} already holds {what}: use --resume to continue it, "
+            "--overwrite to replace it, or another --output"
+        )
+    if state == "other":
+        raise SynergicError(
+            f"output directory {run_dir} holds files that are not a synergic run: "
+            "--overwrite only replaces runs; choose another --output"
+        )
+    shutil.rmtree(run_dir)
+
+
+def json_safe(value: Any) -> Any:
+    """NaN and infinities become null: metrics.json is strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    from synergic.training.checkpoint import atomic_write
+
+    atomic_write(path, lambda handle: handle.write(text.encode()))
+
+
+def write_results(run_dir: Path, classes: list[str], test_ids: list[str], evaluation, extra: dict) -> None:
+    """metrics.json, predictions.csv and the ROC/PR plots of the test evaluation."""
+    lines = ["image," + ",".join(classes)]
+    for image_id, row in zip(test_ids, evaluation.probabilities.double().tolist()):
+        lines.append(image_id + "," + ",".join(repr(float(p)) for p in row))
+    write_text_atomically(run_dir / "predictions.csv", "\n".join(lines) + "\n")
+    if len(classes) == 2:
+        from synergic.plots import plot_pr, plot_roc
+
+        labels = evaluation.labels.numpy()
+        curves = {"SDL (aggregate)" if len(evaluation.component_probabilities) > 1 else "model":
+                  (evaluation.probabilities[:, 1].double().numpy(), labels)}
+        if len(evaluation.component_probabilities) > 1:
+            for k, p in enumerate(evaluation.component_probabilities):
+                curves[f"component {k + 1}"] = (p[:, 1].double().numpy(), labels)
+        if len(set(labels.tolist())) == 2:
+            plot_roc(curves, run_dir / "roc.png", title="ROC, test set")
+            plot_pr(curves, run_dir / "pr.png", title="Precision-recall, test set")
+    metrics = {
+        "test": evaluation.metrics,
+        "test_components": evaluation.component_metrics,
+        **extra,
+    }
+    write_text_atomically(
+        run_dir / "metrics.json", json.dumps(json_safe(metrics), indent=2, sort_keys=False) + "\n"
+    )
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+    evaluation: Any
+
+
+def run(
+    recipe: Recipe,
+    run_dir: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = False,
+    callbacks: Sequence[object] = (),
+    on_stage: Callable[[str], None] | None = None,
+) -> RunResult:
+    """Train and evaluate ``recipe``, writing the run directory ``run_dir``."""
+    from synergic.recipe import recipe_differences, recipe_hash, save_recipe
+    from synergic.recipe.loading import load_recipe
+    from synergic.training.trainer import Augmentation, Trainer
+
+    stage = on_stage or (lambda message: None)
+    run_dir = Path(run_dir)
+    if not resume:
+        claim_run_directory(run_dir, resume=False, overwrite=overwrite)
+    last = run_dir / "checkpoints" / "last.pt"
+    if resume:
+        if not last.is_file():
+            raise SynergicError(f"nothing to resume in {run_dir}: no checkpoints/last.pt")
+        saved_path = run_dir / "recipe.yaml"
+        if saved_path.is_file():
+            saved = load_recipe(saved_path)
+            if recipe_hash(saved) != recipe_hash(recipe):
+                changed = recipe_differences(saved, recipe)
+                raise SynergicError(
+                    f"cannot resume {run_dir}: the recipe changed in keys that define the run: "
+                    f"{', '.join(changed)}; undo those changes or start a new --output"
+                )
+
+    stage("preparing data")
+    data = prepare_data(recipe, progress=progress)
+    stage("building the model")
+    model, loss, sampler, optimizer, schedule, aggregator, (mean, std) = build_training(recipe, data)
+
+    t = recipe.train
+    augment = recipe.data.augment
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name in RESULT_FILES:  # a resumed or extended run must not show stale results
+        (run_dir / name).unlink(missing_ok=True)
+    save_recipe(recipe, run_dir / "recipe.yaml")
+    trainer = Trainer(
+        model, loss, sampler, data.train.images, data.train.labels,
+        mean=mean, std=std, iterations=t.iterations, optimizer=optimizer, lr_schedule=schedule,
+        augmentation=Augmentation(augment.rotation, augment.hflip, augment.vflip),
+        seed=recipe.seed, device=t.device, precision=t.precision, compile=t.compile,
+        channels_last=t.channels_last, grad_clip=t.grad_clip,
+        validation=(data.validation.images, data.validation.labels) if data.validation else None,
+        aggregator=aggregator, eval_every=t.eval_every, eval_batch_size=t.eval_batch_size,
+        checkpoint_every=t.checkpoint_every, checkpoint_dir=run_dir / "checkpoints",
+        log_every=t.log_every, log_path=run_dir / "log.csv", callbacks=callbacks,
+        metadata={"recipe_hash": recipe_hash(recipe), "classes": data.classes},
+    )
+    if resume:
+        state = torch.load(last, map_location="cpu", weights_only=True)
+        if state.get("metadata", {}).get("recipe_hash") not in (None, recipe_hash(recipe)):
+            raise SynergicError(f"cannot resume {run_dir}: its checkpoint belongs to another recipe")
+        trainer.resume(last)
+    stage("training")
+    state = trainer.fit()
+
+    stage("evaluating on the test set")
+    evaluation = trainer.evaluate(data.test.images, data.test.labels)
+    extra: dict[str, Any] = {"classes": data.classes, "iterations": state.step}
+    if data.validation is not None and state.validation_history:
+        extra["validation"] = state.validation_history[-1]
+        extra["best_validation_step"] = state.best_step
+    write_results(run_dir, data.classes, data.test.ids, evaluation, extra)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return RunResult(run_dir, metrics, evaluation)
