@@ -18,3 +18,37 @@ def isic_sample() -> Path:
     if not (ISIC_SAMPLE / "ISBI2016_ISIC_Part3_Training_GroundTruth.csv").is_file():
         pytest.skip(f"real ISIC 2016 sample not available at {ISIC_SAMPLE}")
     return ISIC_SAMPLE
+
+
+TINY_RECIPE = """\
+name: tiny
+seed: 0
+data:
+  dataset: synthetic_lesions
+  image_size: 32
+  validation_fraction: 0.25
+  options: {num_train: 24, num_test: 16, image_size: 32}
+  cache: false
+model:
+  components: 2
+  backbone: {name: test_efficientnet, pretrained: false}
+  head: {hidden: 16}
+  synergic_head: {name: mlp, options: {hidden: 16}}
+train:
+  iterations: 6
+  batch_size: 4
+  optimizer: {lr: 0.01, momentum: 0.9}
+  device: cpu
+  eval_every: 3
+  checkpoint_every: 2
+  log_every: 1
+  eval_batch_size: 8
+"""
+
+
+@pytest.fixture
+def tiny_recipe(tmp_path) -> Path:
+    """A recipe that trains SDL^2 end to end in about a second: generated data, a tiny timm model."""
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_RECIPE)
+    return path
