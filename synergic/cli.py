@@ -118,12 +118,41 @@ def _default_output(name: str) -> Path:
               help="Run directory (default: runs/<recipe name>/<timestamp>).")
 @click.option("--resume", is_flag=True, help="Continue the run in --output from its last checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace the run in --output.")
-def run(recipe: str, overrides, output: Path | None, resume: bool, overwrite: bool) -> None:
+@click.option("--devices", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Train with this many processes through torch.distributed (one per GPU; "
+              "gloo processes on a CPU-only machine). Same as torchrun --nproc-per-node N.")
+def run(recipe: str, overrides, output: Path | None, resume: bool, overwrite: bool,
+        devices: int) -> None:
     """Train and evaluate RECIPE (a YAML file or a built-in recipe name)."""
+    from synergic.training import distributed
+
     loaded = _load(recipe, overrides)
     if resume and output is None:
         raise SynergicError("--resume needs --output: the run directory to continue")
+    if devices > 1 and not distributed.launched_by_torchrun():
+        output = output or _default_output(loaded.name)
+        arguments = ["run", recipe, *(f"--set={o}" for o in overrides), f"--output={output}"]
+        arguments += ["--resume"] * resume + ["--overwrite"] * overwrite
+        sys.exit(_launch_distributed(devices, arguments))
+    if distributed.launched_by_torchrun():
+        info = distributed.init_distributed(loaded.train.device)
+        # Every rank must write to (and rank 0 create) the same directory.
+        output = distributed.broadcast_object(output or _default_output(loaded.name))
+        if not info.is_main:
+            from synergic.experiment import run as run_experiment
+
+            run_experiment(loaded, output, resume=resume, overwrite=overwrite)
+            return
     _run(loaded, output or _default_output(loaded.name), resume=resume, overwrite=overwrite)
+
+
+def _launch_distributed(devices: int, arguments: list[str]) -> int:
+    """``torchrun --standalone --nproc-per-node N -m synergic ARGS``; its exit status."""
+    import subprocess
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc-per-node={devices}", "-m", "synergic", *arguments]
+    return subprocess.call(command)
 
 
 @cli.command()
@@ -305,6 +334,12 @@ def download(name: str, root: Path | None) -> None:
 
     folder = download_isic2016(root, progress=True)
     _console().print(f"{name} is ready in {folder}")
+
+
+from synergic.cli_experiments import report, sweep  # noqa: E402
+
+cli.add_command(sweep)
+cli.add_command(report)
 
 
 def _register_plugin_commands() -> None:

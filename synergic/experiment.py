@@ -286,12 +286,16 @@ def run(
     """Train and evaluate ``recipe``, writing the run directory ``run_dir``."""
     from synergic.recipe import recipe_differences, recipe_hash, save_recipe
     from synergic.recipe.loading import load_recipe
+    from synergic.training import distributed
     from synergic.training.trainer import Augmentation, Trainer
 
     stage = on_stage or (lambda message: None)
     run_dir = Path(run_dir)
-    if not resume:
+    info = distributed.init_distributed(recipe.train.device)
+    distributed.check_batch(recipe.train.batch_size, info)
+    if not resume and info.is_main:
         claim_run_directory(run_dir, resume=False, overwrite=overwrite)
+    distributed.barrier()
     last = run_dir / "checkpoints" / "last.pt"
     if resume:
         if not last.is_file():
@@ -307,22 +311,28 @@ def run(
                 )
 
     stage("preparing data")
-    data = prepare_data(recipe, progress=progress)
+    if not info.is_main:
+        distributed.barrier()  # rank 0 decodes into the disk cache first, the others read it
+    data = prepare_data(recipe, progress=progress and info.is_main)
+    if info.is_main:
+        distributed.barrier()
     stage("building the model")
     model, loss, sampler, optimizer, schedule, aggregator, (mean, std) = build_training(recipe, data)
 
     t = recipe.train
     augment = recipe.data.augment
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for name in RESULT_FILES:  # a resumed or extended run must not show stale results
-        (run_dir / name).unlink(missing_ok=True)
-    save_recipe(recipe, run_dir / "recipe.yaml")
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for name in RESULT_FILES:  # a resumed or extended run must not show stale results
+            (run_dir / name).unlink(missing_ok=True)
+        save_recipe(recipe, run_dir / "recipe.yaml")
     trainer = Trainer(
         model, loss, sampler, data.train.images, data.train.labels,
         mean=mean, std=std, iterations=t.iterations, optimizer=optimizer, lr_schedule=schedule,
         augmentation=Augmentation(augment.rotation, augment.hflip, augment.vflip),
-        seed=recipe.seed, device=t.device, precision=t.precision, compile=t.compile,
-        channels_last=t.channels_last, grad_clip=t.grad_clip,
+        seed=recipe.seed, device=distributed.device_for(t.device, info), precision=t.precision,
+        compile=t.compile,
+        channels_last=t.channels_last, grad_clip=t.grad_clip, sync_batchnorm=t.sync_batchnorm,
         validation=(data.validation.images, data.validation.labels) if data.validation else None,
         aggregator=aggregator, eval_every=t.eval_every, eval_batch_size=t.eval_batch_size,
         checkpoint_every=t.checkpoint_every, checkpoint_dir=run_dir / "checkpoints",
@@ -343,6 +353,8 @@ def run(
     if data.validation is not None and state.validation_history:
         extra["validation"] = state.validation_history[-1]
         extra["best_validation_step"] = state.best_step
+    if not info.is_main:
+        return RunResult(run_dir, {"test": evaluation.metrics}, evaluation)
     write_results(run_dir, data.classes, data.test.ids, evaluation, extra)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     return RunResult(run_dir, metrics, evaluation)

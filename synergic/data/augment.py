@@ -55,6 +55,7 @@ def augment_batch(
     rotation: float = 180.0,
     hflip: bool = True,
     vflip: bool = True,
+    shard: tuple[int, int] | None = None,
 ) -> Tensor:
     """Randomly rotate and flip each image of a batch.
 
@@ -66,6 +67,9 @@ def augment_batch(
             degrees (counter-clockwise as displayed), with bilinear interpolation and black
             corners. 0 turns nothing.
         hflip, vflip: mirror each image left-right / top-bottom with probability 0.5.
+        shard: ``(offset, total)``: ``images`` are images ``offset..offset+B-1`` of a batch of
+            ``total``; the numbers are drawn for the whole batch and this shard's are used, so
+            the ranks of a distributed run augment exactly as one process would.
 
     Returns:
         Floating-point ``[B, C, H, W]`` in [0, 1] on the images' device. With ``rotation=0`` and no
@@ -85,11 +89,13 @@ def augment_batch(
             f"augment_batch: rotation must be a finite number of degrees >= 0, got {rotation!r}"
         )
     images = to_float01(images)
-    batch = images.shape[0]
+    offset, batch = shard if shard is not None else (0, images.shape[0])
     # Always draw all three, so switching one option off does not shift the others' numbers.
     angles = (torch.rand(batch, generator=generator, dtype=torch.float64) * 2.0 - 1.0) * rotation
     hflips = torch.rand(batch, generator=generator) < 0.5
     vflips = torch.rand(batch, generator=generator) < 0.5
+    mine = slice(offset, offset + images.shape[0])
+    angles, hflips, vflips = angles[mine], hflips[mine], vflips[mine]
     return rotate_and_flip(
         images,
         angles if rotation > 0 else None,

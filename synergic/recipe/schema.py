@@ -345,6 +345,11 @@ class TrainConfig(_Section):
     num_workers: int = Field(
         0, ge=0, description="Worker processes that decode images; 0 decodes in the main process."
     )
+    sync_batchnorm: bool = Field(
+        False,
+        description="With several processes, synchronise BatchNorm statistics across them "
+        "(torch.nn.SyncBatchNorm; GPUs).",
+    )
     grad_clip: float | None = Field(
         None, gt=0, description="Clip the gradient norm to this value; null does not clip."
     )

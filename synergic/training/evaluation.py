@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from synergic.aggregators import sum_softmax
+from synergic.training import distributed
 
 
 @dataclass
@@ -48,9 +49,13 @@ def predict(
     std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
     outputs: list[list[torch.Tensor]] = [[] for _ in components]
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    # Under torch.distributed each rank predicts a contiguous shard, gathered in rank order
+    # below: every image once, none padded or duplicated.
+    info = distributed.current()
+    first, last = info.shard(len(images))
     try:
-        for start in range(0, len(images), batch_size):
-            batch = images[start : start + batch_size].to(device, non_blocking=True)
+        for start in range(first, last, batch_size):
+            batch = images[start : min(start + batch_size, last)].to(device, non_blocking=True)
             batch = (batch.float() / 255.0 - mean_t) / std_t
             if channels_last:
                 batch = batch.contiguous(memory_format=torch.channels_last)
@@ -59,7 +64,11 @@ def predict(
                     outputs[k].append(component(batch).logits.float().cpu())
     finally:
         components.train(was_training)
-    return [torch.cat(chunks) if chunks else torch.empty(0) for chunks in outputs]
+    logits = [torch.cat(chunks) if chunks else torch.empty(0) for chunks in outputs]
+    if info.enabled:
+        shards = distributed.all_gather_objects(logits)
+        logits = [torch.cat([shard[k] for shard in shards if shard[k].numel()]) for k in range(len(logits))]
+    return logits
 
 
 def evaluate(

@@ -33,6 +33,7 @@ from synergic.training.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
+from synergic.training import distributed
 from synergic.training.evaluation import Evaluation, evaluate
 from synergic.training.schedules import inverse_time_lr
 
@@ -123,6 +124,7 @@ class Trainer:
         compile: bool = False,
         channels_last: bool = False,
         grad_clip: float | None = None,
+        sync_batchnorm: bool = False,
         validation: tuple[torch.Tensor, torch.Tensor | Sequence[int]] | None = None,
         aggregator: Callable[[list[torch.Tensor]], torch.Tensor] = sum_softmax,
         selection_metric: str = "ap",
@@ -143,7 +145,11 @@ class Trainer:
             raise ValueError(
                 f"the sampler gives {sampler.num_streams} streams for {model.num_components} components"
             )
+        self.dist = distributed.current()
+        distributed.check_batch(sampler.batch_size, self.dist)
         self.device = resolve_device(device)
+        if sync_batchnorm and self.dist.enabled:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model.to(self.device)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -167,7 +173,14 @@ class Trainer:
         self.grad_clip = grad_clip
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
         self._autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-        self.forward_model = torch.compile(self.model) if compile else self.model
+        self.forward_model = self.model
+        if self.dist.enabled:
+            # One module holding the components and the synergic heads, wrapped once.
+            self.forward_model = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        if compile:
+            self.forward_model = torch.compile(self.forward_model)
         self.validation = validation
         self.aggregator = aggregator
         self.selection_metric = selection_metric
@@ -181,6 +194,7 @@ class Trainer:
         self.metadata = dict(metadata or {})
         self.state = TrainerState()
         self._stop_requested: str | None = None
+        self._signal_received: str | None = None
 
     # -- data -------------------------------------------------------------------------------
 
@@ -194,7 +208,9 @@ class Trainer:
             return images.to(self.device)
         return images
 
-    def _stream_batch(self, indices: torch.Tensor, step: int, stream: int) -> torch.Tensor:
+    def _stream_batch(
+        self, indices: torch.Tensor, step: int, stream: int, shard: tuple[int, int] | None = None
+    ) -> torch.Tensor:
         batch = self.images[indices.to(self.images.device)].to(self.device, non_blocking=True)
         if self.augmentation is not None:
             from synergic.data.augment import augment_batch
@@ -205,6 +221,7 @@ class Trainer:
                 rotation=self.augmentation.rotation,
                 hflip=self.augmentation.hflip,
                 vflip=self.augmentation.vflip,
+                shard=shard,
             )
         else:
             batch = batch.float() / 255.0
@@ -223,7 +240,11 @@ class Trainer:
         for group, base in zip(self.optimizer.param_groups, self._base_lrs):
             group["lr"] = base * self.lr_schedule(step)
         indices = self.sampler.sample(step)
-        streams = [self._stream_batch(indices[k], step, k) for k in range(len(indices))]
+        # Every rank draws the same global batch and keeps its own contiguous share of pairs.
+        start, stop = self.dist.shard(indices.shape[1])
+        shard = (start, indices.shape[1]) if self.dist.enabled else None
+        indices = indices[:, start:stop]
+        streams = [self._stream_batch(indices[k], step, k, shard) for k in range(len(indices))]
         labels = self.labels_on_device[indices.to(self.device)]
         self.model.train()
         with torch.autocast(self.device.type, dtype=self._autocast_dtype, enabled=self._autocast_dtype is not None):
@@ -289,7 +310,16 @@ class Trainer:
         return None
 
     def _emit_log(self, step: int, record: dict[str, torch.Tensor], seconds: float) -> None:
-        values = {name: float(value) for name, value in record.items()}
+        if self.dist.enabled:
+            # Losses averaged over ranks; a signal seen by any rank stops all at this same step.
+            stacked = torch.stack([v.float().to(self.device) for v in record.values()]
+                                  + [torch.tensor(float(self._signal_received is not None), device=self.device)])
+            stacked = distributed.average(stacked).cpu()
+            if stacked[-1] > 0:
+                self._stop_requested = self._signal_received or "a signal to another rank"
+            values = {name: float(v) for name, v in zip(record, stacked[:-1].tolist())}
+        else:
+            values = {name: float(value) for name, value in record.items()}
         for name, value in values.items():
             if not math.isfinite(value):
                 raise NonFiniteLossError(
@@ -297,6 +327,8 @@ class Trainer:
                     "or set train.grad_clip; the last good checkpoint is kept"
                 )
         row = {"step": step + 1, **values, "lr": self.learning_rate(step), "seconds_per_step": seconds}
+        if not self.dist.is_main:
+            return
         if self.log_path is not None:
             new = not self.log_path.exists()
             with self.log_path.open("a", newline="") as handle:
@@ -329,7 +361,7 @@ class Trainer:
             self.state.best_metric = value
             self.state.best_step = self.state.step
             self.save("best.pt")
-        for callback in self.callbacks:
+        for callback in self.callbacks if self.dist.is_main else ():
             if hasattr(callback, "on_validation"):
                 callback.on_validation(self, result)
 
@@ -368,7 +400,7 @@ class Trainer:
         )
 
     def save(self, name: str) -> Path | None:
-        if self.checkpoint_dir is None:
+        if self.checkpoint_dir is None or not self.dist.is_main:
             return None
         path = self.checkpoint_dir / name
         save_checkpoint(path, self.state_dict())
@@ -380,7 +412,7 @@ class Trainer:
     def resume(self, path: str | Path) -> None:
         """Continue from a checkpoint written by :meth:`save`; trims the log to its step."""
         self.load_state_dict(load_checkpoint(path))
-        if self.log_path is not None and self.log_path.exists():
+        if self.dist.is_main and self.log_path is not None and self.log_path.exists():
             with self.log_path.open(newline="") as handle:
                 rows = list(csv.reader(handle))
             kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= self.state.step]
@@ -397,7 +429,9 @@ class Trainer:
             return
 
         def request_stop(signum, frame):
-            self._stop_requested = signal.Signals(signum).name
+            self._signal_received = signal.Signals(signum).name
+            if not self.dist.enabled:  # distributed ranks agree on the stop at a log step
+                self._stop_requested = self._signal_received
 
         previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
         try:

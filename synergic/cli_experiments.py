@@ -1,0 +1,170 @@
+"""The ``synergic sweep`` and ``synergic report`` commands: the paper's experiments as commands.
+
+Only click and the standard library are imported here; the sweep and report modules (and torch)
+are imported when a command runs, so ``synergic --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+__all__ = ["sweep", "report"]
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+class _RunProgress:
+    """A one-line progress bar for the run in progress (trainer callback ``on_log``)."""
+
+    def __init__(self, description: str, total: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(
+            TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("{task.fields[loss]}"), console=_console(stderr=True), transient=True,
+        )
+        self.task = self.progress.add_task("train", total=total, loss="")
+        self.started = False
+
+    def start(self) -> None:
+        if not self.started:
+            self.progress.start()
+            self.started = True
+
+    def stop(self) -> None:
+        if self.started:
+            self.progress.stop()
+            self.started = False
+
+    def on_log(self, trainer, row) -> None:
+        self.progress.update(self.task, completed=row["step"], loss=f"loss={row['loss']:.3f}")
+
+
+@click.command()
+@click.argument("recipe")
+@click.option("--grid", "grids", multiple=True, metavar="KEY=V1,V2,...",
+              help="A recipe key and the values to try (each read as YAML). Repeatable: the "
+                   "cells are every combination.")
+@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Runs per cell, with seeds: the recipe's seed, + 1, ...")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe key in every cell (dotted path; value read as YAML). Repeatable.")
+@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path),
+              help="The sweep folder (default: runs/<recipe name>-sweep). Rerun the same command "
+                   "to continue a sweep.")
+@click.option("--select-metric", default="ap", show_default=True,
+              help="The validation metric that selects the best cell.")
+def sweep(recipe: str, grids, seeds: int, overrides, output: Path | None, select_metric: str) -> None:
+    """Run RECIPE over a grid of settings and seeds, then summarise (mean and std over seeds,
+    the cell selected on validation).
+
+    \b
+    Example (the paper's Fig. 4, lambda chosen on a validation split):
+      synergic sweep demo --grid train.synergic_weight=0,1,2,3,4,5 \\
+        --set data.validation_fraction=0.2 --seeds 2 --output runs/lambda
+    Each run goes to OUTPUT/<key=value,...>/seed<seed>/; finished runs are kept and
+    interrupted ones resumed when the command is run again.
+    """
+    from synergic.recipe import load_recipe
+    from synergic.sweep import run_sweep
+
+    if output is None:
+        output = Path("runs") / f"{load_recipe(recipe, overrides).name}-sweep"
+    console = _console(stderr=True)
+    state: dict = {}
+
+    def on_event(action: str, run, index: int, total: int) -> None:
+        where = f"[{index}/{total}] {run.label}"
+        if action == "skip":
+            console.print(f"{where}: finished earlier, kept", soft_wrap=True)
+        elif action in ("start", "resume"):
+            verb = "resuming" if action == "resume" else "running"
+            console.print(f"{where}: {verb} -> {run.run_dir}", soft_wrap=True)
+            state["progress"] = _RunProgress(f"  {run.cell} seed {run.seed}", run.recipe.train.iterations)
+            state["started"] = time.perf_counter()
+        elif action == "done":
+            state.pop("progress").stop()
+            seconds = time.perf_counter() - state["started"]
+            console.print(f"{where}: done ({seconds:.0f} s)", soft_wrap=True)
+
+    def on_stage(message: str) -> None:
+        progress = state.get("progress")
+        if progress is None:
+            return
+        if message == "training":
+            progress.start()
+        elif message.startswith("evaluating"):
+            progress.stop()
+
+    try:
+        summary = run_sweep(
+            recipe, grids, seeds=seeds, overrides=overrides, output=output,
+            select_metric=select_metric, on_event=on_event, on_stage=on_stage, progress=True,
+            callbacks=lambda run: [state["progress"]],
+        )
+    finally:
+        if "progress" in state:
+            state.pop("progress").stop()
+    _print_summary(summary, output)
+
+
+def _print_summary(summary: dict, output: Path) -> None:
+    from rich.table import Table
+
+    from synergic.sweep import REPORTED_METRICS, format_stat
+
+    metric = summary["select_metric"]
+    table = Table(title=f"sweep of {summary.get('recipe')}: mean ± std over seeds", title_justify="left")
+    table.add_column("cell", overflow="fold", ratio=1)
+    for column in ["seeds", f"val {metric}", *REPORTED_METRICS]:
+        table.add_column(column, justify="right", no_wrap=True)
+    for cell in summary["cells"]:
+        mark = "* " if cell["cell"] == summary.get("selected") else ""
+        validation = format_stat((cell["validation"] or {}).get(metric)) if cell["validation"] else "no split"
+        table.add_row(mark + cell["cell"], str(len(cell["runs"])), validation,
+                      *(format_stat(cell["test"].get(m)) for m in REPORTED_METRICS))
+    out = _console()
+    out.print(table)
+    if summary.get("selected"):
+        out.print(f"* selected: {summary['selected']} ({summary['selection_note']})", soft_wrap=True)
+    else:
+        out.print(f"nothing selected: {summary['selection_note']}", soft_wrap=True)
+    out.print(f"summary: {output / 'summary.md'}, {output / 'summary.json'}", soft_wrap=True)
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, metavar="RUN_OR_SWEEP_DIR...",
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("report.md"), show_default=True,
+              help="The Markdown report; its figures are written beside it.")
+@click.option("--metric", default="ap", show_default=True,
+              help="The metric plotted against lambda and against training time.")
+@click.option("--paper/--no-paper", default=True, show_default=True,
+              help="Add the paper's reported numbers (Tables 1 and 2) as reference rows.")
+def report(paths, output: Path, metric: str, paper: bool) -> None:
+    """Compare runs and sweeps in a Markdown report: a table like the paper's Table 1, ROC curves
+    (Fig. 3), the metric against lambda (Fig. 4) and against SDL^n's training time (Fig. 5).
+
+    \b
+    Example:
+      synergic report runs/lambda runs/components --output runs/report.md
+    """
+    from synergic.report import write_report
+    from synergic.sweep import check_metric_name
+
+    check_metric_name(metric, option="--metric")
+    result = write_report(list(paths), output, paper=paper, metric=metric)
+    console = _console()
+    console.print(f"report: {result.path} ({len(result.groups)} rows)")
+    for name, path in result.figures.items():
+        console.print(f"  {name}: {path}")
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
