@@ -369,12 +369,15 @@ def _component_series(groups: Sequence[RunGroup]) -> dict[str, list[RunGroup]]:
     for group in groups:
         if group.recipe.model.components > 1:
             series.setdefault(key(group, True), []).append(group)
-    for group in groups:
-        if group.recipe.model.components == 1:
-            joined = [name for name, members in series.items()
-                      if key(members[0], False) == key(group, False)]
-            for name in joined or [key(group, True)]:
-                series.setdefault(name, []).insert(0, group)
+    singles = [g for g in groups if g.recipe.model.components == 1]
+    for name, members in list(series.items()):
+        matching = [g for g in singles if key(g, False) == key(members[0], False)]
+        exact = [g for g in matching if key(g, True) == name]
+        if matching:
+            members.insert(0, (exact or matching)[0])
+    for group in singles:  # a single network that no series took: a series of its own
+        if not any(group in members for members in series.values()):
+            series.setdefault(key(group, True), []).append(group)
     return series
 
 

@@ -333,7 +333,7 @@ def cli_reference_markdown() -> str:
             out.append("|---|---|")
             for name, sub in ctx_commands:
                 link = _anchor_of_title(f"{title} {name}")
-                out.append(f"| [`{name}`](#{link}) | {_cell(sub.get_short_help_str(limit=200))} |")
+                out.append(f"| [`{name}`](#{link}) | {_cell(_summary(sub))} |")
             out.append("")
     return "\n".join(out)
 
@@ -357,5 +357,18 @@ def _anchor_of_title(title: str) -> str:
 
 
 def _help_to_markdown(text: str) -> str:
-    """click help: paragraphs; a line starting with 'Start with:' etc. stays as written."""
-    return "\n\n".join(" ".join(p.split()) for p in text.split("\n\n"))
+    """click help text as Markdown: paragraphs are rewrapped, except those that click itself
+    leaves alone (marked with a ``\\b`` line), which become preformatted blocks."""
+    blocks = []
+    for paragraph in text.split("\n\n"):
+        if paragraph.startswith("\b\n"):
+            blocks.append("```text\n" + inspect.cleandoc(paragraph[2:]) + "\n```")
+        else:
+            blocks.append(" ".join(paragraph.split()))
+    return "\n\n".join(blocks)
+
+
+def _summary(command) -> str:
+    """The first paragraph of a command's help (click's short help stops at the first period)."""
+    text = inspect.cleandoc(command.help or command.short_help or "")
+    return " ".join(text.split("\n\n")[0].split())
