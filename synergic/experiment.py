@@ -103,12 +103,13 @@ def open_datasets(recipe: Recipe) -> tuple[Any, Any | None, Any]:
     return train, validation, test
 
 
-def prepare_data(recipe: Recipe, *, progress: bool = False) -> PreparedData:
-    """Open the data sets, check them, and decode every image once (through the disk cache)."""
+def prepare_data(recipe: Recipe, *, progress: bool = False, datasets=None) -> PreparedData:
+    """Open the data sets (unless ``datasets`` holds them already), check them, and decode every
+    image once (through the disk cache)."""
     from synergic.data.cache import cached_decode, default_cache_dir
     from synergic.data.splits import stratified_split
 
-    train_set, validation_set, test_set = open_datasets(recipe)
+    train_set, validation_set, test_set = datasets or open_datasets(recipe)
     data = recipe.data
     cache_dir = None
     if data.cache:
@@ -132,25 +133,35 @@ def prepare_data(recipe: Recipe, *, progress: bool = False) -> PreparedData:
     return PreparedData(list(train_set.classes), train, validation, test)
 
 
-def build_training(recipe: Recipe, data: PreparedData):
-    """The model, loss, sampler, optimiser, schedule and aggregator that ``recipe`` names."""
-    from synergic import registry
-    from synergic.losses import SynergicLoss
-    from synergic.models.backbones import backbone_normalization
+def build_recipe_model(recipe: Recipe, num_classes: int):
+    """The SDL^n model of ``recipe`` (seeded), checked against the recipe's image size."""
     from synergic.models.sdl import build_model
-    from synergic.training.schedules import make_schedule
-    from synergic.training.trainer import default_optimizer
 
-    m, t = recipe.model, recipe.train
+    m = recipe.model
     seed_everything(recipe.seed)
     model = build_model(
-        m.backbone.name, num_classes=len(data.classes), components=m.components,
+        m.backbone.name, num_classes=num_classes, components=m.components,
         pretrained=m.backbone.pretrained, weights=m.backbone.weights,
         backbone_options=m.backbone.options, hidden=m.head.hidden, init_range=m.head.init_range,
         activation=m.head.activation, synergic_head=m.synergic_head.name,
         synergic_head_options=m.synergic_head.options,
     )
     _check_image_size(model, recipe)
+    return model
+
+
+def build_training(recipe: Recipe, data: PreparedData, model=None):
+    """The model (unless given), loss, sampler, optimiser, schedule and aggregator that
+    ``recipe`` names."""
+    from synergic import registry
+    from synergic.losses import SynergicLoss
+    from synergic.models.backbones import backbone_normalization
+    from synergic.training.schedules import make_schedule
+    from synergic.training.trainer import default_optimizer
+
+    m, t = recipe.model, recipe.train
+    if model is None:
+        model = build_recipe_model(recipe, len(data.classes))
     sampler_cls = registry.pair_samplers.get(t.sampler.name)
     try:
         sampler = sampler_cls(
@@ -310,14 +321,20 @@ def run(
                     f"{', '.join(changed)}; undo those changes or start a new --output"
                 )
 
+    # Everything a user can get wrong (data layout, labels, weights, image size) is checked
+    # before the slow part: decoding every image.
+    stage("checking the data and building the model")
+    datasets = open_datasets(recipe)
+    model = build_recipe_model(recipe, len(datasets[0].classes))
     stage("preparing data")
     if not info.is_main:
         distributed.barrier()  # rank 0 decodes into the disk cache first, the others read it
-    data = prepare_data(recipe, progress=progress and info.is_main)
+    data = prepare_data(recipe, progress=progress and info.is_main, datasets=datasets)
     if info.is_main:
         distributed.barrier()
-    stage("building the model")
-    model, loss, sampler, optimizer, schedule, aggregator, (mean, std) = build_training(recipe, data)
+    model, loss, sampler, optimizer, schedule, aggregator, (mean, std) = build_training(
+        recipe, data, model
+    )
 
     t = recipe.train
     augment = recipe.data.augment
