@@ -161,7 +161,10 @@ def _launch_distributed(devices: int, arguments: list[str]) -> int:
 def resume(run_dir: Path, overrides) -> None:
     """Continue the run in RUN_DIR from its last checkpoint (e.g. --set train.iterations=...)."""
     if not (run_dir / "recipe.yaml").is_file():
-        raise SynergicError(f"{run_dir} holds no synergic run (no recipe.yaml)")
+        raise SynergicError(
+            f"nothing to resume: {run_dir} holds no synergic run (no recipe.yaml); "
+            "start one with: synergic run RECIPE --output " + str(run_dir)
+        )
     loaded = _load(str(run_dir / "recipe.yaml"), overrides)
     _run(loaded, run_dir, resume=True, overwrite=False)
 
@@ -193,7 +196,7 @@ def _run(recipe, output: Path, *, resume: bool, overwrite: bool) -> None:
         )
     except TrainingInterrupted as stop:
         display.__exit__(None, None, None)
-        raise SynergicError(f"{stop}: synergic resume {output}") from None
+        raise SynergicError(f"{stop} with: synergic resume {output}") from None
     except BaseException:
         display.__exit__(None, None, None)
         raise
@@ -328,11 +331,12 @@ def data() -> None:
 @click.argument("name", type=click.Choice(["isic2016"]))
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path),
               help="Where to put it (default: the user cache, or $SYNERGIC_DATA_DIR).")
-def download(name: str, root: Path | None) -> None:
+@click.option("--base-url", hidden=True, help="Fetch the files from this URL (a mirror; tests).")
+def download(name: str, root: Path | None, base_url: str | None) -> None:
     """Download a data set (resumable; does nothing if it is already complete)."""
-    from synergic.data.download import download_isic2016
+    from synergic.data.download import ISIC2016_BASE_URL, download_isic2016
 
-    folder = download_isic2016(root, progress=True)
+    folder = download_isic2016(root, base_url=base_url or ISIC2016_BASE_URL, progress=True)
     _console().print(f"{name} is ready in {folder}")
 
 
@@ -343,17 +347,16 @@ cli.add_command(report)
 
 
 def _register_plugin_commands() -> None:
-    if os.environ.get("SYNERGIC_DISABLE_PLUGINS", "").strip() not in ("", "0"):
-        return
-    try:
-        from synergic.plugins import load_plugins, pm
+    # Discovery only imports the plugins' entry modules: `synergic --help` stays fast.
+    from synergic.plugins import discover_plugins, pm
 
-        load_plugins()
-        pm.hook.register_commands(cli=cli)
-    except SynergicError:
-        raise
-    except Exception as error:  # a plugin's command must not break the others
-        print(f"warning: a plugin's commands could not be added: {error}", file=sys.stderr)
+    discover_plugins()
+    for impl in pm.hook.register_commands.get_hookimpls():
+        try:
+            impl.function(cli=cli)
+        except Exception as error:  # a plugin's command must not break the others
+            print(f"warning: synergic plugin '{impl.plugin_name}' could not add its commands: "
+                  f"{type(error).__name__}: {error}", file=sys.stderr)
 
 
 def main(argv=None) -> None:
@@ -372,7 +375,9 @@ def main(argv=None) -> None:
     except SynergicError as error:
         if debug:
             raise
-        _console(stderr=True).print(f"[bold red]error:[/] {error}", soft_wrap=True)
+        from rich.markup import escape  # a message may hold [brackets]: a list, a shape
+
+        _console(stderr=True).print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         _console(stderr=True).print("interrupted")

@@ -122,7 +122,8 @@ def _print_summary(summary: dict, output: Path) -> None:
 
     metric = summary["select_metric"]
     table = Table(title=f"sweep of {summary.get('recipe')}: mean ± std over seeds", title_justify="left")
-    table.add_column("cell", overflow="fold", ratio=1)
+    longest = max((len(c["cell"]) for c in summary["cells"]), default=4) + 2
+    table.add_column("cell", overflow="fold", min_width=min(longest, 40))
     for column in ["seeds", f"val {metric}", *REPORTED_METRICS]:
         table.add_column(column, justify="right", no_wrap=True)
     for cell in summary["cells"]:

@@ -192,11 +192,14 @@ def _check_image_size(model, recipe: Recipe) -> None:
     try:
         with torch.no_grad():
             component(torch.zeros(1, 3, size, size))
-    except RuntimeError as error:
-        first = str(error).strip().splitlines()[0][:160]
+    except (RuntimeError, AssertionError, ValueError) as error:
+        # RuntimeError: a kernel larger than the feature map; AssertionError/ValueError: e.g. a
+        # vision transformer whose patch size does not divide the image.
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+        problem = "is too small for" if isinstance(error, RuntimeError) else "does not suit"
         raise SynergicError(
-            f"data.image_size {size} is too small for backbone '{recipe.model.backbone.name}' "
-            f"({first}): use a larger data.image_size"
+            f"data.image_size {size} {problem} backbone '{recipe.model.backbone.name}' "
+            f"({first}): use a larger data.image_size, or one the backbone accepts"
         ) from None
     finally:
         component.train(was_training)
@@ -277,6 +280,74 @@ def write_results(run_dir: Path, classes: list[str], test_ids: list[str], evalua
     )
 
 
+def resumable_checkpoint(run_dir: Path, recipe: Recipe) -> dict[str, Any] | None:
+    """The checkpoint to continue ``run_dir`` from with ``recipe``, checked; None for a run that
+    was stopped before its first checkpoint (it starts again from step 0).
+
+    Refused, each with a one-line :class:`SynergicError`: a folder holding no run; a recipe whose
+    seed, data or model differ from the run's (the keys are named); a checkpoint that is corrupt,
+    of another recipe or of another synergic major.minor version; a run already past
+    ``train.iterations``. A changed ``train`` section is allowed: raising ``train.iterations``
+    extends a finished run.
+    """
+    from synergic.recipe import (
+        NOT_RUN_DEFINING_KEYS, RUN_DEFINING_KEYS, recipe_differences, recipe_hash,
+    )
+    from synergic.recipe.loading import load_recipe
+    from synergic.training.checkpoint import check_resumable_version, load_checkpoint
+
+    state_of_dir = run_directory_state(run_dir)
+    if state_of_dir != "run":
+        what = "does not exist" if not run_dir.exists() else (
+            "is empty" if state_of_dir == "empty" else "holds no synergic run"
+        )
+        raise SynergicError(
+            f"nothing to resume: {run_dir} {what}; drop --resume to start a new run there"
+        )
+
+    def differences(saved: Recipe) -> list[str]:
+        return recipe_differences(saved, recipe, keys=RUN_DEFINING_KEYS, ignore=NOT_RUN_DEFINING_KEYS)
+
+    saved_path = run_dir / "recipe.yaml"
+    if saved_path.is_file():
+        saved = load_recipe(saved_path)
+        if recipe_hash(saved) != recipe_hash(recipe):
+            raise SynergicError(
+                f"cannot resume {run_dir}: the recipe differs from the run's {saved_path} in keys "
+                f"that define the run: {', '.join(differences(saved))}; undo those changes or "
+                "start a new --output"
+            )
+    last = run_dir / "checkpoints" / "last.pt"
+    if not last.is_file():
+        if saved_path.is_file():
+            return None
+        raise SynergicError(
+            f"nothing to resume in {run_dir}: no checkpoints/last.pt and no recipe.yaml; "
+            "start it again with --overwrite instead of --resume"
+        )
+    state = load_checkpoint(last)
+    check_resumable_version(state, last)
+    metadata = state.get("metadata") or {}
+    if metadata.get("recipe_hash") != recipe_hash(recipe):
+        keys = ""
+        if isinstance(metadata.get("recipe"), dict):
+            try:
+                keys = ": " + ", ".join(differences(Recipe.model_validate(metadata["recipe"])))
+            except Exception:  # noqa: BLE001 - the hash already says enough
+                keys = ""
+        raise SynergicError(
+            f"cannot resume {run_dir}: {last} was written by a run of another recipe (seed, "
+            f"data or model differ{keys}); resume it with its own recipe or start a new --output"
+        )
+    step = int(state.get("step", 0))
+    if step > recipe.train.iterations:
+        raise SynergicError(
+            f"cannot resume {run_dir}: it is already at step {step}, beyond "
+            f"train.iterations={recipe.train.iterations}; set train.iterations to {step} or more"
+        )
+    return state
+
+
 @dataclass
 class RunResult:
     run_dir: Path
@@ -295,8 +366,7 @@ def run(
     on_stage: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Train and evaluate ``recipe``, writing the run directory ``run_dir``."""
-    from synergic.recipe import recipe_differences, recipe_hash, save_recipe
-    from synergic.recipe.loading import load_recipe
+    from synergic.recipe import recipe_hash, recipe_to_yaml
     from synergic.training import distributed
     from synergic.training.trainer import Augmentation, Trainer
 
@@ -307,19 +377,7 @@ def run(
     if not resume and info.is_main:
         claim_run_directory(run_dir, resume=False, overwrite=overwrite)
     distributed.barrier()
-    last = run_dir / "checkpoints" / "last.pt"
-    if resume:
-        if not last.is_file():
-            raise SynergicError(f"nothing to resume in {run_dir}: no checkpoints/last.pt")
-        saved_path = run_dir / "recipe.yaml"
-        if saved_path.is_file():
-            saved = load_recipe(saved_path)
-            if recipe_hash(saved) != recipe_hash(recipe):
-                changed = recipe_differences(saved, recipe)
-                raise SynergicError(
-                    f"cannot resume {run_dir}: the recipe changed in keys that define the run: "
-                    f"{', '.join(changed)}; undo those changes or start a new --output"
-                )
+    checkpoint = resumable_checkpoint(run_dir, recipe) if resume else None
 
     # Everything a user can get wrong (data layout, labels, weights, image size) is checked
     # before the slow part: decoding every image.
@@ -342,7 +400,9 @@ def run(
         run_dir.mkdir(parents=True, exist_ok=True)
         for name in RESULT_FILES:  # a resumed or extended run must not show stale results
             (run_dir / name).unlink(missing_ok=True)
-        save_recipe(recipe, run_dir / "recipe.yaml")
+        if resume and checkpoint is None:  # killed before its first checkpoint: start again
+            (run_dir / "log.csv").unlink(missing_ok=True)
+        write_text_atomically(run_dir / "recipe.yaml", recipe_to_yaml(recipe))
     trainer = Trainer(
         model, loss, sampler, data.train.images, data.train.labels,
         mean=mean, std=std, iterations=t.iterations, optimizer=optimizer, lr_schedule=schedule,
@@ -354,13 +414,16 @@ def run(
         aggregator=aggregator, eval_every=t.eval_every, eval_batch_size=t.eval_batch_size,
         checkpoint_every=t.checkpoint_every, checkpoint_dir=run_dir / "checkpoints",
         log_every=t.log_every, log_path=run_dir / "log.csv", callbacks=callbacks,
-        metadata={"recipe_hash": recipe_hash(recipe), "classes": data.classes},
+        metadata={
+            "recipe_hash": recipe_hash(recipe), "classes": data.classes,
+            "recipe": recipe.model_dump(mode="json"),
+        },
     )
-    if resume:
-        state = torch.load(last, map_location="cpu", weights_only=True)
-        if state.get("metadata", {}).get("recipe_hash") not in (None, recipe_hash(recipe)):
-            raise SynergicError(f"cannot resume {run_dir}: its checkpoint belongs to another recipe")
-        trainer.resume(last)
+    if checkpoint is not None:
+        trainer.resume(checkpoint)
+        stage(f"resuming from step {trainer.state.step} of {t.iterations}")
+    elif resume:
+        stage("no checkpoint yet: training from step 0")
     stage("training")
     state = trainer.fit()
 

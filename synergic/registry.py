@@ -17,6 +17,10 @@ from synergic.errors import SynergicError, UnknownNameError, closest
 F = TypeVar("F", bound=Callable)
 
 
+class DuplicateNameError(SynergicError):
+    """A name registered twice; the message names both origins."""
+
+
 @dataclass(frozen=True)
 class Entry(Generic[F]):
     """A registered factory with where it came from."""
@@ -69,7 +73,7 @@ class Registry(Generic[F]):
             raise SynergicError(f"{self.kind} '{name}' from {origin}: the factory is not callable")
         if name in self._entries:
             first = self._entries[name].origin
-            raise SynergicError(
+            raise DuplicateNameError(
                 f"{self.kind} '{name}' is registered twice: by {first} and by {origin}; "
                 "uninstall or disable one of them (SYNERGIC_PLUGINS=...)"
             )
@@ -80,7 +84,16 @@ class Registry(Generic[F]):
         return factory
 
     def unregister(self, name: str) -> None:
+        """Remove ``name`` (nothing happens when it is not registered)."""
         self._entries.pop(name, None)
+
+    def reset(self) -> None:
+        """Forget every entry; a lazily loaded registry loads again at its next read.
+
+        :func:`synergic.plugins.reset_plugins` resets all registries at once.
+        """
+        self._entries.clear()
+        self._loaded = self._on_first_read is None
 
     def get(self, name: str) -> F:
         """The factory registered as ``name``; an unknown name lists the valid ones."""

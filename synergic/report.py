@@ -179,6 +179,10 @@ class RunGroup:
     selected: bool = False
     keys: dict[str, Any] = field(default_factory=dict)
     """The differing recipe keys (besides the name) that tell this row from the others."""
+    short: dict[str, str] = field(default_factory=dict)
+    """``key=value`` with the key shortened to its last part where that is unambiguous, by key."""
+    short_label: str = ""
+    """A label for legends: the short ``key=value`` texts (and the name where names differ)."""
 
     @property
     def recipe(self) -> Recipe:
@@ -230,13 +234,25 @@ def _label(groups: list[RunGroup]) -> None:
         for key in recipe_differences(groups[0].recipe, group.recipe, keys=_COMPARED, ignore=_GROUP_IGNORED):
             if key not in differing and key != "name":
                 differing.append(key)
+    order = _flat_keys(groups[0].recipe.model_dump(mode="json"))
+    differing.sort(key=lambda key: order.index(key) if key in order else len(order))
     # The DA column shows augmentation on/off; keep its keys in the label only when more differs.
     augment_keys = [k for k in differing if k.startswith("data.augment.")]
     configs = {json.dumps(g.recipe.data.augment.model_dump(), sort_keys=True) for g in groups if g.augmented}
     if len(configs) <= 1:
         differing = [k for k in differing if k not in augment_keys]
+    last_parts = [key.rsplit(".", 1)[-1] for key in differing]
+    short_keys = {key: part if last_parts.count(part) == 1 else key
+                  for key, part in zip(differing, last_parts)}
+    names_differ = len({g.recipe.name for g in groups}) > 1
+    augmentation_differs = len({g.augmented for g in groups}) > 1
     for group in groups:
         group.keys = {key: value_at(group.recipe, key) for key in differing}
+        group.short = {key: f"{short_keys[key]}={_show(value)}" for key, value in group.keys.items()}
+        parts = ([group.recipe.name] if names_differ or not differing else []) + list(group.short.values())
+        if augmentation_differs:
+            parts.append("DA" if group.augmented else "no DA")
+        group.short_label = ", ".join(parts)
         shown = [f"{key}={_show(value)}" for key, value in group.keys.items()]
         label = group.recipe.name
         if shown:
@@ -249,6 +265,16 @@ def _label(groups: list[RunGroup]) -> None:
     for group in groups:
         if counts[group.label] > 1:
             group.label += f" [{group.runs[0].run_dir}]"
+
+
+def _flat_keys(value: Any, prefix: str = "") -> list[str]:
+    """Dotted leaf keys in the recipe's (schema) order."""
+    if not isinstance(value, dict) or not value:
+        return [prefix]
+    keys: list[str] = []
+    for key, item in value.items():
+        keys += _flat_keys(item, f"{prefix}.{key}" if prefix else str(key))
+    return keys
 
 
 def _show(value: Any) -> str:
@@ -345,7 +371,7 @@ def _series(groups: Sequence[RunGroup], x_key: str) -> dict[str, list[RunGroup]]
     """Groups split by every differing key except ``x_key`` (and the recipe name)."""
     series: dict[str, list[RunGroup]] = {}
     for group in groups:
-        rest = [f"{k}={_show(v)}" for k, v in group.keys.items() if k != x_key]
+        rest = [text for k, text in group.short.items() if k != x_key]
         if len({g.augmented for g in groups}) > 1:
             rest.append("DA" if group.augmented else "no DA")
         series.setdefault(", ".join(rest) or "all", []).append(group)
@@ -359,7 +385,7 @@ def _component_series(groups: Sequence[RunGroup]) -> dict[str, list[RunGroup]]:
     """As :func:`_series` over ``model.components``, where a single network (n = 1, which has no
     synergic term) joins every series that differs from it only in the synergic settings."""
     def key(group: RunGroup, synergic: bool) -> str:
-        rest = [f"{k}={_show(v)}" for k, v in group.keys.items()
+        rest = [text for k, text in group.short.items()
                 if k != COMPONENTS_KEY and (synergic or not k.startswith(_SYNERGIC_KEYS))]
         if len({g.augmented for g in groups}) > 1:
             rest.append("DA" if group.augmented else "no DA")
@@ -382,9 +408,9 @@ def _component_series(groups: Sequence[RunGroup]) -> dict[str, list[RunGroup]]:
 
 
 def _roc_figure(groups: Sequence[RunGroup], path: Path, notes: list[str]) -> Path | None:
-    from sklearn.metrics import roc_auc_score
+    from sklearn.metrics import roc_auc_score, roc_curve
 
-    from synergic.plots import plot_roc
+    from synergic.plots import curve_label
 
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     cache: dict = {}
@@ -410,11 +436,24 @@ def _roc_figure(groups: Sequence[RunGroup], path: Path, notes: list[str]) -> Pat
                 f"recorded {recorded:.4f} (has its data set changed?); left out"
             )
             continue
-        name = group.label + (f" (seed {run.seed})" if len(group.runs) > 1 else "")
-        curves[name] = (probabilities[:, 1], is_positive)
+        name = group.short_label + (f" (seed {run.seed})" if len(group.runs) > 1 else "")
+        curves[curve_label(name, "AUC", recomputed)] = (probabilities[:, 1], is_positive)
     if not curves:
         return None
-    return plot_roc(curves, path, title="ROC, test set (as the paper's Fig. 3)")
+    # Legends of many long labels go below the axes, where they cannot hide the curves.
+    figure, (ax,) = _figure(6.0, 5.0 + 0.22 * len(curves))
+    ax.plot([0, 1], [0, 1], linestyle="--", color="0.6", linewidth=1, label="chance")
+    for name, (scores, is_positive) in curves.items():
+        false_positive_rate, true_positive_rate, _ = roc_curve(is_positive, scores)
+        ax.plot(false_positive_rate, true_positive_rate, label=name)
+    ax.set_xlim(0.0, 1.0)
+    ax.set_ylim(0.0, 1.02)
+    ax.set_xlabel("False positive rate (1 - specificity)")
+    ax.set_ylabel("True positive rate (sensitivity)")
+    ax.set_title("ROC, test set (as the paper's Fig. 3)")
+    ax.grid(True, linewidth=0.5, alpha=0.4)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize="small", frameon=False)
+    return _save(figure, path)
 
 
 def _lambda_figure(groups: Sequence[RunGroup], path: Path, metric: str) -> Path | None:
@@ -483,6 +522,7 @@ def _components_figure(rows: list[dict[str, Any]], path: Path, metric: str) -> P
     ax.set_xlabel(f"relative training time (to {base})")
     ax.set_ylabel(f"test {metric}")
     ax.set_title("SDL^n: performance against time (as Fig. 5)")
+    ax.margins(x=0.1, y=0.1)  # room for the n = k labels
     ax.grid(True, linewidth=0.5, alpha=0.4)
     if len(names) > 1:
         ax.legend(fontsize="small")
@@ -542,7 +582,7 @@ def write_report(
                  "deviation over the seeds of a row (runs whose recipes differ only in the seed).")
     lines.append("")
     show_validation = any(g.has_validation() for g in groups)
-    header = ["run", "DA", "seeds"] + ([f"validation {metric}"] if show_validation else [])
+    header = ["run", "DA", "runs"] + ([f"validation {metric}"] if show_validation else [])
     header += [_COLUMN_TITLES[m] for m in REPORTED_METRICS] + ["training time"]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))

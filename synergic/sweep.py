@@ -337,7 +337,7 @@ def run_sweep(
 
             if isinstance(error, TrainingInterrupted):
                 raise SweepCellError(
-                    f"sweep stopped in cell {sweep_run.label}: {error}; run the same sweep "
+                    f"sweep stopped in cell {sweep_run.label} ({error}): run the same sweep "
                     "command again to continue", sweep_run
                 ) from None
             raise SweepCellError(f"sweep cell {sweep_run.label} failed: {error}", sweep_run) from error

@@ -45,9 +45,43 @@ def atomic_write(path: Path, write) -> None:
         pass
 
 
+class _WriteErrorRecorder:
+    """Passes writes through and remembers the OSError of a failed one: torch.save turns it into
+    an opaque RuntimeError ("unexpected pos ..."), which would hide a full disk."""
+
+    def __init__(self, handle) -> None:
+        self.handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Write ``state`` (plus the format number) to ``path`` atomically.
+
+    Raises a one-line :class:`SynergicError` when the write fails (disk full, no permission);
+    the file that was at ``path`` before stays as it was.
+    """
+
+    def write(handle) -> None:
+        recorder = _WriteErrorRecorder(handle)
+        try:
+            torch.save({"format": FORMAT, **state}, recorder)
+        except RuntimeError:
+            if recorder.error is not None:
+                raise recorder.error from None
+            raise
+
     try:
-        atomic_write(Path(path), lambda f: torch.save({"format": FORMAT, **state}, f))
+        atomic_write(Path(path), write)
     except OSError as error:
         raise SynergicError(
             f"could not write checkpoint {path}: {error.strerror or error}; "
@@ -63,12 +97,64 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise SynergicError(
-            f"checkpoint {path} cannot be read ({type(error).__name__}): it is corrupt or not a "
-            "synergic checkpoint"
+            f"checkpoint {path} cannot be read ({type(error).__name__}): it is truncated, corrupt "
+            "or not a synergic checkpoint; restore it from a copy or start a new --output"
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise SynergicError(f"checkpoint {path} is not a synergic checkpoint of format {FORMAT}")
     return state
+
+
+def _major_minor(version: str) -> tuple[str, ...]:
+    return tuple(str(version).split(".")[:2])
+
+
+def check_resumable_version(state: dict[str, Any], path: str | Path) -> None:
+    """Refuse to continue training from a checkpoint of another synergic major.minor version.
+
+    The training loop, the samplers and the augmentation may change between minor versions, so
+    a run continued by another version would not be the run that was started. Patch releases
+    (0.1.0 -> 0.1.3) never change what a run computes. Evaluating and predicting with an older
+    checkpoint is always allowed: only the weights matter there.
+    """
+    from synergic import __version__
+
+    saved = state.get("synergic_version")
+    if saved is None:
+        raise SynergicError(
+            f"checkpoint {path} does not say which synergic version wrote it, so it cannot be "
+            "resumed; start a new --output (synergic eval/predict can still use it)"
+        )
+    if _major_minor(saved) != _major_minor(__version__):
+        raise SynergicError(
+            f"checkpoint {path} was written by synergic {saved}, this is synergic {__version__}: "
+            f"a run can only be resumed by the same major.minor version; install "
+            f"synergic=={saved} to finish it, or start a new --output"
+        )
+
+
+def describe_state_dict_mismatch(expected: dict[str, Any], found: dict[str, Any]) -> str | None:
+    """How ``found`` (a checkpoint's model weights) differs from ``expected`` (the model's own
+    ``state_dict()``), in a few words; None when every key and shape matches."""
+    missing = [key for key in expected if key not in found]
+    unexpected = [key for key in found if key not in expected]
+    resized = [
+        key for key in expected
+        if key in found and hasattr(found[key], "shape")
+        and tuple(found[key].shape) != tuple(expected[key].shape)
+    ]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} weights missing (e.g. {missing[0]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected weights (e.g. {unexpected[0]})")
+    if resized:
+        key = resized[0]
+        parts.append(
+            f"{len(resized)} weights of another shape (e.g. {key}: "
+            f"{list(found[key].shape)} in the checkpoint, {list(expected[key].shape)} here)"
+        )
+    return ", ".join(parts) or None
 
 
 def capture_rng_state() -> dict[str, Any]:

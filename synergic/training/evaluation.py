@@ -61,10 +61,11 @@ def predict(
                 batch = batch.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 for k, component in enumerate(components):
-                    outputs[k].append(component(batch).logits.float().cpu())
+                    # Kept on the device until the end: a .cpu() per batch would wait for the GPU.
+                    outputs[k].append(component(batch).logits.float())
     finally:
         components.train(was_training)
-    logits = [torch.cat(chunks) if chunks else torch.empty(0) for chunks in outputs]
+    logits = [torch.cat(chunks).cpu() if chunks else torch.empty(0) for chunks in outputs]
     if info.enabled:
         shards = distributed.all_gather_objects(logits)
         logits = [torch.cat([shard[k] for shard in shards if shard[k].numel()]) for k in range(len(logits))]

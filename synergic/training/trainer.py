@@ -29,6 +29,7 @@ from synergic.losses import SynergicLoss
 from synergic.sampling import PairSampler, step_generator
 from synergic.training.checkpoint import (
     capture_rng_state,
+    describe_state_dict_mismatch,
     load_checkpoint,
     restore_rng_state,
     save_checkpoint,
@@ -211,7 +212,10 @@ class Trainer:
     def _stream_batch(
         self, indices: torch.Tensor, step: int, stream: int, shard: tuple[int, int] | None = None
     ) -> torch.Tensor:
-        batch = self.images[indices.to(self.images.device)].to(self.device, non_blocking=True)
+        # non_blocking: a plain .to() of host indices waits for the GPU to drain; this one does not.
+        batch = self.images[indices.to(self.images.device, non_blocking=True)].to(
+            self.device, non_blocking=True
+        )
         if self.augmentation is not None:
             from synergic.data.augment import augment_batch
 
@@ -245,8 +249,9 @@ class Trainer:
         shard = (start, indices.shape[1]) if self.dist.enabled else None
         indices = indices[:, start:stop]
         streams = [self._stream_batch(indices[k], step, k, shard) for k in range(len(indices))]
-        labels = self.labels_on_device[indices.to(self.device)]
-        self.model.train()
+        labels = self.labels_on_device[indices.to(self.device, non_blocking=True)]
+        if not self.model.training:  # .train() walks every submodule: ~1 ms of host time per step
+            self.model.train()
         with torch.autocast(self.device.type, dtype=self._autocast_dtype, enabled=self._autocast_dtype is not None):
             output = self.forward_model(streams, synergic_grad_scale=self.loss.feature_grad_scale)
         terms = self.loss(output, labels)
@@ -288,9 +293,11 @@ class Trainer:
                     self._validate()
                 if self.checkpoint_every and self.state.step % self.checkpoint_every == 0:
                     pending = self._flush(pending)
+                    self._check_finite(step, record)  # never a checkpoint of diverged weights
                     self.save("last.pt")
                 if self._stop_requested:
                     pending = self._flush(pending)
+                    self._check_finite(step, record)
                     self.save("last.pt")
                     raise TrainingInterrupted(
                         f"stopped by {self._stop_requested} at step {self.state.step}; "
@@ -298,11 +305,23 @@ class Trainer:
                     )
             self._flush(pending)
             if self.validation is not None and (
-                not self.eval_every or self.state.step % self.eval_every != 0
+                not self.state.validation_history
+                or self.state.validation_history[-1]["step"] != self.state.step
             ):
                 self._validate()
             self.save("last.pt")
         return self.state
+
+    def _check_finite(self, step: int, record: dict[str, torch.Tensor]) -> None:
+        self._raise_if_non_finite(step, {name: float(value) for name, value in record.items()})
+
+    def _raise_if_non_finite(self, step: int, values: dict[str, float]) -> None:
+        for name, value in values.items():
+            if not math.isfinite(value):
+                raise NonFiniteLossError(
+                    f"loss term '{name}' is {value} at step {step + 1}: lower train.optimizer.lr "
+                    "or set train.grad_clip; the last good checkpoint is kept"
+                )
 
     def _flush(self, pending):
         if pending is not None:
@@ -320,12 +339,7 @@ class Trainer:
             values = {name: float(v) for name, v in zip(record, stacked[:-1].tolist())}
         else:
             values = {name: float(value) for name, value in record.items()}
-        for name, value in values.items():
-            if not math.isfinite(value):
-                raise NonFiniteLossError(
-                    f"loss term '{name}' is {value} at step {step + 1}: lower train.optimizer.lr "
-                    "or set train.grad_clip; the last good checkpoint is kept"
-                )
+        self._raise_if_non_finite(step, values)
         row = {"step": step + 1, **values, "lr": self.learning_rate(step), "seconds_per_step": seconds}
         if not self.dist.is_main:
             return
@@ -384,12 +398,24 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        missing = [key for key in ("model", "optimizer", "scaler", "rng", "step") if key not in state]
+        if missing:
+            raise SynergicError(
+                f"the checkpoint lacks {', '.join(missing)}: it is not a training checkpoint of "
+                "synergic's Trainer"
+            )
+        mismatch = describe_state_dict_mismatch(self.model.state_dict(), state["model"])
+        if mismatch:
+            raise SynergicError(
+                f"the checkpoint holds another model ({mismatch}): resume with the recipe that "
+                "wrote it, or start a new run"
+            )
         try:
             self.model.load_state_dict(state["model"])
-        except RuntimeError as error:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as error:
             first = str(error).strip().splitlines()[0]
-            raise SynergicError(f"the checkpoint holds another model: {first}") from None
-        self.optimizer.load_state_dict(state["optimizer"])
+            raise SynergicError(f"the checkpoint does not fit this model or optimiser: {first}") from None
         self.scaler.load_state_dict(state["scaler"])
         restore_rng_state(state["rng"])
         self.state = TrainerState(
@@ -409,15 +435,30 @@ class Trainer:
                 callback.on_checkpoint(self, path)
         return path
 
-    def resume(self, path: str | Path) -> None:
-        """Continue from a checkpoint written by :meth:`save`; trims the log to its step."""
-        self.load_state_dict(load_checkpoint(path))
+    def resume(self, checkpoint: str | Path | dict[str, Any]) -> None:
+        """Continue from a checkpoint written by :meth:`save` (a path, or the dict that
+        :func:`load_checkpoint` read); trims the log to its step."""
+        state = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
+        self.load_state_dict(state)
         if self.dist.is_main and self.log_path is not None and self.log_path.exists():
-            with self.log_path.open(newline="") as handle:
-                rows = list(csv.reader(handle))
-            kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= self.state.step]
-            with self.log_path.open("w", newline="") as handle:
-                csv.writer(handle).writerows(kept)
+            self._trim_log(self.log_path, self.state.step)
+
+    @staticmethod
+    def _trim_log(path: Path, step: int) -> None:
+        """Keep the header and the complete rows up to ``step``: the rows written after the
+        checkpoint, or half written by a killed process, are logged again by the resumed run."""
+        with path.open(newline="") as handle:
+            rows = list(csv.reader(handle))
+        header = rows[0] if rows else []
+        kept = [
+            row for row in rows[1:]
+            if len(row) == len(header) and row[0].isdigit() and int(row[0]) <= step
+        ]
+        if not header or header[0] != "step" or not kept:
+            path.unlink()  # the resumed run writes the header again
+            return
+        with path.open("w", newline="") as handle:
+            csv.writer(handle).writerows([header, *kept])
 
     @contextmanager
     def _signals_stop_training(self):
