@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import re
 import sys
 import time
 from datetime import datetime
@@ -359,8 +359,33 @@ def _register_plugin_commands() -> None:
                   f"{type(error).__name__}: {error}", file=sys.stderr)
 
 
+def user_message(error: SynergicError) -> str:
+    """The one line to show for ``error``.
+
+    An error raised in a DataLoader worker (``train.num_workers > 0``) is re-raised in the main
+    process with the worker's traceback folded into its message; the user's line is the
+    original message, on the traceback's last line.
+    """
+    message = str(error).strip()
+    if "\n" in message and "Original Traceback" in message:
+        last = message.splitlines()[-1]
+        original = re.match(r"^[\w.]*(?:Error|Exception): (.+)$", last)
+        if original:
+            return original.group(1)
+    return message
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    # One line for users; the file and line of the warning call mean nothing to them.
+    return f"warning: {message}\n"
+
+
 def main(argv=None) -> None:
+    import warnings
+
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    if not debug:
+        warnings.formatwarning = _format_warning
     try:
         _register_plugin_commands()
         cli.main(args=argv, prog_name="synergic", standalone_mode=False)
@@ -377,7 +402,8 @@ def main(argv=None) -> None:
             raise
         from rich.markup import escape  # a message may hold [brackets]: a list, a shape
 
-        _console(stderr=True).print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
+        message = escape(user_message(error))
+        _console(stderr=True).print(f"[bold red]error:[/] {message}", soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         _console(stderr=True).print("interrupted")

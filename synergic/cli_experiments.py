@@ -96,6 +96,8 @@ def sweep(recipe: str, grids, seeds: int, overrides, output: Path | None, select
 
     def on_stage(message: str) -> None:
         progress = state.get("progress")
+        if message.startswith(("resuming", "no checkpoint")):
+            console.print(f"  [dim]{message}[/]", soft_wrap=True)
         if progress is None:
             return
         if message == "training":

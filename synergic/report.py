@@ -487,8 +487,14 @@ def _lambda_figure(groups: Sequence[RunGroup], path: Path, metric: str) -> Path 
 
 def _components_rows(groups: Sequence[RunGroup], metric: str) -> list[dict[str, Any]]:
     rows = []
-    for name, members in _component_series(groups).items():
-        if len({g.recipe.model.components for g in members}) < 2:
+    series = _component_series(groups)
+    # A series that adds only one SDL^n (n >= 2) to a borrowed single network says little when
+    # another series varies n itself (a lambda sweep next to a components sweep): leave it out.
+    varied = {name: len({g.recipe.model.components for g in members if g.recipe.model.components > 1})
+              for name, members in series.items()}
+    keep = 2 if max(varied.values(), default=0) >= 2 else 1
+    for name, members in series.items():
+        if len({g.recipe.model.components for g in members}) < 2 or varied[name] < keep:
             continue
         members = sorted(members, key=lambda g: g.recipe.model.components)
         reference = members[0]

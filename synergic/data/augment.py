@@ -116,12 +116,12 @@ def rotate_and_flip(
     ``hflips``/``vflips`` are bool ``[B]`` (None: no flip). Rotation comes first, then the flips.
     """
     if angles is not None:
-        images = _rotate(images, angles.to(device=images.device))
+        images = _rotate(images, angles.to(device=images.device, non_blocking=True))
     if hflips is not None:
-        mask = hflips.to(device=images.device).view(-1, 1, 1, 1)
+        mask = hflips.to(device=images.device, non_blocking=True).view(-1, 1, 1, 1)
         images = torch.where(mask, images.flip(-1), images)
     if vflips is not None:
-        mask = vflips.to(device=images.device).view(-1, 1, 1, 1)
+        mask = vflips.to(device=images.device, non_blocking=True).view(-1, 1, 1, 1)
         images = torch.where(mask, images.flip(-2), images)
     return images
 

@@ -37,7 +37,14 @@ def create_backbone(
     from synergic import registry
 
     if name in registry.backbones:
-        backbone = registry.backbones.get(name)(pretrained=pretrained, weights=weights, **options)
+        entry = registry.backbones.entry(name)
+        try:
+            backbone = entry.factory(pretrained=pretrained, weights=weights, **options)
+        except TypeError as error:
+            raise SynergicError(
+                f"backbone '{name}' (from {entry.origin}): invalid option ({error}): "
+                "check model.backbone.options"
+            ) from None
     else:
         backbone = create_timm_backbone(name, pretrained=pretrained, weights=weights, **options)
     if not isinstance(getattr(backbone, "num_features", None), int):

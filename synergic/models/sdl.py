@@ -130,8 +130,16 @@ def build_model(
         for _ in range(components)
     ]
     head_factory = registry.synergic_heads.get(synergic_head)
-    heads = {
-        pair_key(i, j): head_factory(2 * hidden, **(synergic_head_options or {}))
-        for i, j in itertools.combinations(range(components), 2)
-    }
+    try:
+        heads = {
+            pair_key(i, j): head_factory(2 * hidden, **(synergic_head_options or {}))
+            for i, j in itertools.combinations(range(components), 2)
+        }
+    except TypeError as error:
+        from synergic.errors import SynergicError
+
+        raise SynergicError(
+            f"synergic head '{synergic_head}': invalid option ({error}): "
+            "check model.synergic_head.options"
+        ) from None
     return SynergicModel(parts, heads)
