@@ -24,7 +24,9 @@ class _RunProgress:
     """A one-line progress bar for the run in progress (trainer callback ``on_log``)."""
 
     def __init__(self, description: str, total: int) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+        )
 
         self.progress = Progress(
             TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -55,13 +57,16 @@ class _RunProgress:
 @click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
               help="Runs per cell, with seeds: the recipe's seed, + 1, ...")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a recipe key in every cell (dotted path; value read as YAML). Repeatable.")
+              help="Override a recipe key in every cell (dotted path; value read as YAML). "
+                   "Repeatable.")
 @click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path),
               help="The sweep folder (default: runs/<recipe name>-sweep). Rerun the same command "
                    "to continue a sweep.")
 @click.option("--select-metric", default="ap", show_default=True,
               help="The validation metric that selects the best cell.")
-def sweep(recipe: str, grids, seeds: int, overrides, output: Path | None, select_metric: str) -> None:
+def sweep(
+    recipe: str, grids, seeds: int, overrides, output: Path | None, select_metric: str
+) -> None:
     """Run RECIPE over a grid of settings and seeds, then summarise (mean and std over seeds,
     the cell selected on validation).
 
@@ -87,7 +92,9 @@ def sweep(recipe: str, grids, seeds: int, overrides, output: Path | None, select
         elif action in ("start", "resume"):
             verb = "resuming" if action == "resume" else "running"
             console.print(f"{where}: {verb} -> {run.run_dir}", soft_wrap=True)
-            state["progress"] = _RunProgress(f"  {run.cell} seed {run.seed}", run.recipe.train.iterations)
+            state["progress"] = _RunProgress(
+                f"  {run.cell} seed {run.seed}", run.recipe.train.iterations
+            )
             state["started"] = time.perf_counter()
         elif action == "done":
             state.pop("progress").stop()
@@ -118,25 +125,31 @@ def sweep(recipe: str, grids, seeds: int, overrides, output: Path | None, select
 
 
 def _print_summary(summary: dict, output: Path) -> None:
+    from rich import box
     from rich.table import Table
 
     from synergic.sweep import REPORTED_METRICS, format_stat
 
     metric = summary["select_metric"]
-    table = Table(title=f"sweep of {summary.get('recipe')}: mean ± std over seeds", title_justify="left")
-    longest = max((len(c["cell"]) for c in summary["cells"]), default=4) + 2
-    table.add_column("cell", overflow="fold", min_width=min(longest, 40))
+    table = Table(title=f"sweep of {summary.get('recipe')}: mean ± std over seeds",
+                  title_justify="left", box=box.SIMPLE_HEAD)
+    # On a narrow terminal long cell names fold and "0.6536 ± 0.0123" wraps at the "±", rather
+    # than columns being cut off.
+    table.add_column("cell", overflow="fold", min_width=10)
     for column in ["seeds", f"val {metric}", *REPORTED_METRICS]:
-        table.add_column(column, justify="right", no_wrap=True)
+        table.add_column(column, justify="right", overflow="fold")
     for cell in summary["cells"]:
         mark = "* " if cell["cell"] == summary.get("selected") else ""
-        validation = format_stat((cell["validation"] or {}).get(metric)) if cell["validation"] else "no split"
+        validation = "no split"
+        if cell["validation"]:
+            validation = format_stat(cell["validation"].get(metric))
         table.add_row(mark + cell["cell"], str(len(cell["runs"])), validation,
                       *(format_stat(cell["test"].get(m)) for m in REPORTED_METRICS))
     out = _console()
     out.print(table)
     if summary.get("selected"):
-        out.print(f"* selected: {summary['selected']} ({summary['selection_note']})", soft_wrap=True)
+        out.print(f"* selected: {summary['selected']} ({summary['selection_note']})",
+                  soft_wrap=True)
     else:
         out.print(f"nothing selected: {summary['selection_note']}", soft_wrap=True)
     out.print(f"summary: {output / 'summary.md'}, {output / 'summary.json'}", soft_wrap=True)

@@ -48,8 +48,8 @@ class ReportedResult:
     """The synergic command that reproduces the row (None for other teams' entries)."""
 
 
-#: Table 1: ResNet-50, ResNet-50^2 (two ResNet-50s, summed softmax, lambda = 0) and SDL (lambda = 3),
-#: without (DA = N) and with (DA = Y) data augmentation.
+#: Table 1: ResNet-50, ResNet-50^2 (two ResNet-50s, summed softmax, lambda = 0) and SDL
+#: (lambda = 3), without (DA = N) and with (DA = Y) data augmentation.
 TABLE_1: tuple[ReportedResult, ...] = (
     ReportedResult("ResNet-50", "Table 1", False, 0.6102, 0.8496, 0.7742,
                    "synergic run isic2016_resnet50 --set data.augment=false"),

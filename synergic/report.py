@@ -54,7 +54,9 @@ LAMBDA_KEY = "train.synergic_weight"
 COMPONENTS_KEY = "model.components"
 _GROUP_IGNORED = (*RESULT_NEUTRAL_KEYS, "seed")
 _COMPARED = ("name", "seed", "data", "model", "train")
-_COLUMN_TITLES = {"ap": "AP", "ap_trapezoid": "AP (trapezoid)", "accuracy": "accuracy", "auc": "AUC"}
+_COLUMN_TITLES = {
+    "ap": "AP", "ap_trapezoid": "AP (trapezoid)", "accuracy": "accuracy", "auc": "AUC",
+}
 
 
 # ------------------------------------------------------------------------------------ the runs
@@ -100,7 +102,9 @@ def training_seconds(run_dir: str | os.PathLike[str], log_every: int) -> float |
 
 def _read_run(run_dir: Path) -> ReportRun:
     if not (run_dir / "recipe.yaml").is_file():
-        raise SynergicError(f"{run_dir} has metrics.json but no recipe.yaml: not a synergic run directory")
+        raise SynergicError(
+            f"{run_dir} has metrics.json but no recipe.yaml: not a synergic run directory"
+        )
     try:
         metrics = json.loads((run_dir / "metrics.json").read_text())
     except (OSError, ValueError) as error:
@@ -108,7 +112,9 @@ def _read_run(run_dir: Path) -> ReportRun:
     return ReportRun(run_dir, load_recipe(run_dir / "recipe.yaml"), metrics)
 
 
-def find_runs(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[ReportRun], set[Path], list[str]]:
+def find_runs(
+    paths: Sequence[str | os.PathLike[str]],
+) -> tuple[list[ReportRun], set[Path], list[str]]:
     """The finished runs under ``paths``, in order; the run directories of the cells that sweeps
     selected on validation; and notes (runs of a sweep that have not finished).
 
@@ -156,7 +162,9 @@ def _sweep_run_dirs(folder: Path) -> tuple[list[Path], set[Path], list[str]]:
         cells = summary["cells"]
         ordered = [folder / r["run_dir"] for c in cells for r in c["runs"]]
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise SynergicError(f"{summary_path} cannot be read ({error}): rerun the sweep to rewrite it") from None
+        raise SynergicError(
+            f"{summary_path} cannot be read ({error}): rerun the sweep to rewrite it"
+        ) from None
     notes = [f"{p} is in {summary_path} but has no metrics.json" for p in ordered
              if not (p / "metrics.json").is_file()]
     in_summary = [p for p in ordered if (p / "metrics.json").is_file()]
@@ -194,7 +202,7 @@ class RunGroup:
         return bool(augment.rotation > 0 or augment.hflip or augment.vflip)
 
     def stat(self, metric: str, split: str = "test") -> dict[str, Any]:
-        """Mean and std over the runs of ``metric`` on ``split`` (``"test"`` or ``"validation"``)."""
+        """Mean and std over the runs of ``metric`` on ``split`` (``test`` or ``validation``)."""
         values = []
         for run in self.runs:
             section = run.metrics.get(split) or {}
@@ -217,7 +225,7 @@ def group_runs(runs: Sequence[ReportRun]) -> list[RunGroup]:
     groups: list[RunGroup] = []
     for run in runs:
         for group in groups:
-            if not recipe_differences(group.recipe, run.recipe, keys=_COMPARED, ignore=_GROUP_IGNORED):
+            if not _differences(group.recipe, run.recipe):
                 group.runs.append(run)
                 break
         else:
@@ -228,17 +236,24 @@ def group_runs(runs: Sequence[ReportRun]) -> list[RunGroup]:
     return groups
 
 
+def _differences(a: Recipe, b: Recipe) -> list[str]:
+    return recipe_differences(a, b, keys=_COMPARED, ignore=_GROUP_IGNORED)
+
+
 def _label(groups: list[RunGroup]) -> None:
     differing: list[str] = []
     for group in groups[1:]:
-        for key in recipe_differences(groups[0].recipe, group.recipe, keys=_COMPARED, ignore=_GROUP_IGNORED):
+        for key in _differences(groups[0].recipe, group.recipe):
             if key not in differing and key != "name":
                 differing.append(key)
     order = _flat_keys(groups[0].recipe.model_dump(mode="json"))
     differing.sort(key=lambda key: order.index(key) if key in order else len(order))
     # The DA column shows augmentation on/off; keep its keys in the label only when more differs.
     augment_keys = [k for k in differing if k.startswith("data.augment.")]
-    configs = {json.dumps(g.recipe.data.augment.model_dump(), sort_keys=True) for g in groups if g.augmented}
+    configs = {
+        json.dumps(g.recipe.data.augment.model_dump(), sort_keys=True)
+        for g in groups if g.augmented
+    }
     if len(configs) <= 1:
         differing = [k for k in differing if k not in augment_keys]
     last_parts = [key.rsplit(".", 1)[-1] for key in differing]
@@ -248,8 +263,11 @@ def _label(groups: list[RunGroup]) -> None:
     augmentation_differs = len({g.augmented for g in groups}) > 1
     for group in groups:
         group.keys = {key: value_at(group.recipe, key) for key in differing}
-        group.short = {key: f"{short_keys[key]}={_show(value)}" for key, value in group.keys.items()}
-        parts = ([group.recipe.name] if names_differ or not differing else []) + list(group.short.values())
+        group.short = {
+            key: f"{short_keys[key]}={_show(value)}" for key, value in group.keys.items()
+        }
+        parts = [group.recipe.name] if names_differ or not differing else []
+        parts += list(group.short.values())
         if augmentation_differs:
             parts.append("DA" if group.augmented else "no DA")
         group.short_label = ", ".join(parts)
@@ -490,8 +508,10 @@ def _components_rows(groups: Sequence[RunGroup], metric: str) -> list[dict[str, 
     series = _component_series(groups)
     # A series that adds only one SDL^n (n >= 2) to a borrowed single network says little when
     # another series varies n itself (a lambda sweep next to a components sweep): leave it out.
-    varied = {name: len({g.recipe.model.components for g in members if g.recipe.model.components > 1})
-              for name, members in series.items()}
+    varied = {
+        name: len({g.recipe.model.components for g in members} - {1})
+        for name, members in series.items()
+    }
     keep = 2 if max(varied.values(), default=0) >= 2 else 1
     for name, members in series.items():
         if len({g.recipe.model.components for g in members}) < 2 or varied[name] < keep:
@@ -510,7 +530,9 @@ def _components_rows(groups: Sequence[RunGroup], metric: str) -> list[dict[str, 
 
 
 def _components_figure(rows: list[dict[str, Any]], path: Path, metric: str) -> Path | None:
-    plotted = [r for r in rows if r["relative_time"] is not None and r["metric"]["mean"] is not None]
+    plotted = [
+        r for r in rows if r["relative_time"] is not None and r["metric"]["mean"] is not None
+    ]
     if not plotted:
         return None
     figure, (ax,) = _figure()
@@ -596,14 +618,17 @@ def write_report(
         label = f"**{group.label}** (selected on validation)" if group.selected else group.label
         row = [label, "Y" if group.augmented else "N", str(len(group.runs))]
         if show_validation:
-            row.append(format_stat(group.stat(metric, "validation")) if group.has_validation() else "no split")
+            validation = "no split"
+            if group.has_validation():
+                validation = format_stat(group.stat(metric, "validation"))
+            row.append(validation)
         row += [format_stat(group.stat(m)) for m in REPORTED_METRICS]
         row.append(_duration(group.training_seconds))
         lines.append("| " + " | ".join(row) + " |")
     if paper:
         for reported in TABLE_1:
-            row = [f"{reported.method}, paper (reported)", "Y" if reported.augmentation else "N", "",
-                   *([""] if show_validation else []), "", f"{reported.ap:.4f}*",
+            row = [f"{reported.method}, paper (reported)", "Y" if reported.augmentation else "N",
+                   "", *([""] if show_validation else []), "", f"{reported.ap:.4f}*",
                    f"{reported.accuracy:.4f}", f"{reported.auc:.4f}", ""]
             lines.append("| " + " | ".join(row) + " |")
     lines.append("")
@@ -625,7 +650,8 @@ def write_report(
     lam = _lambda_figure(groups, stem.parent / f"{stem.name}_lambda.png", metric)
     if lam is not None:
         figures["lambda"] = lam
-        lines += [f"## {metric} against lambda (Fig. 4)", "", f"![{metric} against lambda]({lam.name})", "",
+        lines += [f"## {metric} against lambda (Fig. 4)", "",
+                  f"![{metric} against lambda]({lam.name})", "",
                   "Choose lambda on the validation set, then read its test value."
                   + (f" The paper: {FIGURE_FINDINGS['fig4']}" if paper else ""), ""]
 
@@ -640,7 +666,8 @@ def write_report(
                   "|---|---|---|---|---|---|"]
         for r in rows:
             relative = "n/a" if r["relative_time"] is None else f"{r['relative_time']:.2f}"
-            lines.append(f"| {r['series']} | {r['n']} | {r['label']} | {format_stat(r['metric'])} | "
+            lines.append(f"| {r['series']} | {r['n']} | {r['label']} | "
+                         f"{format_stat(r['metric'])} | "
                          f"{_duration(r['seconds'])} | {relative} |")
         lines += ["", "Training time is read from each run's log.csv (validation and checkpoints "
                   "included, data preparation excluded), averaged over seeds, relative to the "

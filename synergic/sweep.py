@@ -109,10 +109,14 @@ def parse_grid(text: str) -> GridAxis:
             f"--grid {text!r}: expected KEY=V1,V2,..., e.g. --grid train.synergic_weight=0,1,3"
         )
     if not all(key.split(".")):
-        raise SynergicError(f"--grid {text!r}: '{key}' is not a dotted key path such as train.optimizer.lr")
+        raise SynergicError(
+            f"--grid {text!r}: '{key}' is not a dotted key path such as train.optimizer.lr"
+        )
     values = _split_top_level(raw)
     if any(not v for v in values):
-        raise SynergicError(f"--grid {text!r}: a value is empty; write KEY=V1,V2 with no empty value")
+        raise SynergicError(
+            f"--grid {text!r}: a value is empty; write KEY=V1,V2 with no empty value"
+        )
     repeated = sorted({v for v in values if values.count(v) > 1})
     if repeated:
         raise SynergicError(f"--grid {text!r}: the value {repeated[0]!r} is given twice")
@@ -340,7 +344,9 @@ def run_sweep(
                     f"sweep stopped in cell {sweep_run.label} ({error}): run the same sweep "
                     "command again to continue", sweep_run
                 ) from None
-            raise SweepCellError(f"sweep cell {sweep_run.label} failed: {error}", sweep_run) from error
+            raise SweepCellError(
+                f"sweep cell {sweep_run.label} failed: {error}", sweep_run
+            ) from error
         except Exception as error:
             if hasattr(error, "add_note"):  # Python >= 3.11: the traceback names the cell
                 error.add_note(f"(in sweep cell {sweep_run.label}, {sweep_run.run_dir})")
@@ -449,7 +455,9 @@ def summarize_sweep(
         cell["test"] = {name: mean_std([t.get(name) for t in tests]) for name in names}
         if all(v is not None for v in validations):
             names = list(dict.fromkeys(k for v in validations for k in v))
-            cell["validation"] = {name: mean_std([v.get(name) for v in validations]) for name in names}
+            cell["validation"] = {
+                name: mean_std([v.get(name) for v in validations]) for name in names
+            }
         else:
             cell["validation"] = None
 
@@ -501,7 +509,8 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
     lines = [title, ""]
     grid = summary.get("grid") or {}
     if grid:
-        lines.append("Grid: " + "; ".join(f"`{k}` = {', '.join(map(str, v))}" for k, v in grid.items()))
+        axes = (f"`{key}` = {', '.join(map(str, values))}" for key, values in grid.items())
+        lines.append("Grid: " + "; ".join(axes))
     if summary.get("overrides"):
         lines.append("Overrides: " + " ".join(f"`--set {o}`" for o in summary["overrides"]))
     seeds = summary.get("seeds")
@@ -509,12 +518,17 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
         lines.append(f"Seeds per cell: {seeds} (the recipe's seed, then + 1, ...); "
                      "values are mean ± sample standard deviation over seeds.")
     lines.append("")
-    header = ["cell", "seeds", f"validation {metric}"] + [_COLUMN_TITLES[m] for m in REPORTED_METRICS]
+    header = ["cell", "seeds", f"validation {metric}"]
+    header += [_COLUMN_TITLES[m] for m in REPORTED_METRICS]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     for cell in cells:
-        name = f"**{cell['cell']}** (selected)" if cell["cell"] == summary.get("selected") else cell["cell"]
-        validation = format_stat((cell["validation"] or {}).get(metric)) if cell["validation"] else "no split"
+        name = cell["cell"]
+        if name == summary.get("selected"):
+            name = f"**{name}** (selected)"
+        validation = "no split"
+        if cell["validation"]:
+            validation = format_stat(cell["validation"].get(metric))
         row = [name, str(len(cell["runs"])), validation]
         row += [format_stat(cell["test"].get(m)) for m in REPORTED_METRICS]
         lines.append("| " + " | ".join(row) + " |")

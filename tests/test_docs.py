@@ -157,7 +157,8 @@ def synopsis_prefix(arguments: list[str]) -> list[str]:
 def the_cli() -> click.Group:
     from synergic import cli as cli_module
 
-    cli_module._register_plugin_commands()  # commands of installed plugins, as `synergic` has
+    # The commands of installed plugins too, as `synergic` itself has them.
+    getattr(cli_module, "_register_plugin_commands", lambda: None)()
     return cli_module.cli
 
 

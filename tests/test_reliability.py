@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -73,15 +74,26 @@ def one_thread():
 
 
 def start(*args: str, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen(
+    """``python -m synergic ARGS`` in the background; its output goes to a file, not a pipe that
+    could fill up while the test polls."""
+    output = tempfile.TemporaryFile("w+")
+    process = subprocess.Popen(
         [sys.executable, "-m", "synergic", *args], cwd=cwd, env=SUBPROCESS_ENV,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=output, stderr=subprocess.STDOUT, text=True,
     )
+    process.output = output
+    return process
+
+
+def output_of(process: subprocess.Popen) -> str:
+    process.output.seek(0)
+    return process.output.read()
 
 
 def finish(process: subprocess.Popen, timeout: float = 240) -> tuple[int, str]:
-    _, err = process.communicate(timeout=timeout)
-    return process.returncode, err
+    """The exit status and the output (stdout and stderr together)."""
+    process.wait(timeout=timeout)
+    return process.returncode, output_of(process)
 
 
 def logged_steps(run_dir: Path) -> int:
@@ -96,7 +108,7 @@ def wait_for_step(process: subprocess.Popen, run_dir: Path, step: int, timeout: 
     deadline = time.monotonic() + timeout
     while logged_steps(run_dir) < step:
         if process.poll() is not None:
-            raise AssertionError(f"the run ended before step {step}: {process.communicate()[1][-2000:]}")
+            raise AssertionError(f"the run ended before step {step}: {output_of(process)[-2000:]}")
         if time.monotonic() > deadline:
             process.kill()
             raise AssertionError(f"step {step} not reached in {timeout} s")

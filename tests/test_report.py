@@ -19,7 +19,8 @@ from synergic.report import find_runs, group_runs, training_seconds, write_repor
 from synergic.sweep import format_stat, mean_std
 
 
-def make_run(run_dir, recipe_file, overrides, *, seed, seconds_per_step, labels_file=None, flip=False):
+def make_run(run_dir, recipe_file, overrides, *, seed, seconds_per_step, labels_file=False,
+             flip=False):
     """A finished run directory as experiment.run writes it, with predictions drawn at random."""
     recipe = load_recipe(recipe_file, [*overrides, f"seed={seed}"])
     save_recipe(recipe, run_dir / "recipe.yaml")
@@ -33,15 +34,18 @@ def make_run(run_dir, recipe_file, overrides, *, seed, seconds_per_step, labels_
                "classes": ["benign", "malignant"], "iterations": 2,
                "validation": {"step": 2, **validation}}
     (run_dir / "metrics.json").write_text(json.dumps(metrics))
-    rows = ["image,benign,malignant"] + [f"{i},{p[0]!r},{p[1]!r}" for i, p in zip(test.ids, probabilities.tolist())]
+    rows = ["image,benign,malignant"]
+    rows += [f"{i},{p[0]!r},{p[1]!r}" for i, p in zip(test.ids, probabilities.tolist())]
     (run_dir / "predictions.csv").write_text("\n".join(rows) + "\n")
     # log_every is 1 in the tiny recipe: two steps of `seconds_per_step` each.
     (run_dir / "log.csv").write_text(
-        f"step,loss,lr,seconds_per_step\n1,0.7,0.01,{seconds_per_step}\n2,0.6,0.01,{seconds_per_step}\n"
+        "step,loss,lr,seconds_per_step\n"
+        f"1,0.7,0.01,{seconds_per_step}\n2,0.6,0.01,{seconds_per_step}\n"
     )
     if labels_file:
         shown = 1 - labels if flip else labels
-        text = "image,label\n" + "".join(f"{i},{['benign', 'malignant'][y]}\n" for i, y in zip(test.ids, shown))
+        names = ["benign", "malignant"]
+        text = "image,label\n" + "".join(f"{i},{names[y]}\n" for i, y in zip(test.ids, shown))
         (run_dir / "test_labels.csv").write_text(text)
     return metrics
 
@@ -75,13 +79,13 @@ def table_row(text, label):
 def test_report_table_equals_the_runs_metrics(runs, tmp_path):
     folder, written = runs
     output = tmp_path / "out" / "report.md"
-    result = CliRunner().invoke(cli, ["report", str(folder / "single"), str(folder / "sdl2"),
-                                      str(folder / "sdl3"), str(folder / "ensemble"), "-o", str(output)])
+    paths = [str(folder / name) for name in ("single", "sdl2", "sdl3", "ensemble")]
+    result = CliRunner().invoke(cli, ["report", *paths, "-o", str(output)])
     assert result.exit_code == 0, result.output
     text = output.read_text()
     header = table_row(text, "run")
-    assert header == ["run", "DA", "runs", "validation ap", "AP", "AP (trapezoid)", "accuracy", "AUC",
-                      "training time"]
+    assert header == ["run", "DA", "runs", "validation ap", "AP", "AP (trapezoid)", "accuracy",
+                      "AUC", "training time"]
     expected = {
         "tiny (model.components=1, train.synergic_weight=0)": ("single", [0, 1], "2.0 s"),
         "tiny (model.components=2, train.synergic_weight=3)": ("sdl2", [0, 1], "5.0 s"),
@@ -91,16 +95,19 @@ def test_report_table_equals_the_runs_metrics(runs, tmp_path):
     for label, (name, seeds, seconds) in expected.items():
         row = dict(zip(header, table_row(text, label)))
         metrics = [written[(name, seed)] for seed in seeds]
-        assert row["runs"] == str(len(seeds)) and row["DA"] == "Y" and row["training time"] == seconds
-        for column, key in [("AP", "ap"), ("AP (trapezoid)", "ap_trapezoid"), ("accuracy", "accuracy"),
-                            ("AUC", "auc")]:
+        assert row["runs"] == str(len(seeds)) and row["DA"] == "Y"
+        assert row["training time"] == seconds
+        for column, key in [("AP", "ap"), ("AP (trapezoid)", "ap_trapezoid"),
+                            ("accuracy", "accuracy"), ("AUC", "auc")]:
             assert row[column] == format_stat(mean_std([m["test"][key] for m in metrics]))
-        assert row["validation ap"] == format_stat(mean_std([m["validation"]["ap"] for m in metrics]))
+        validation = [m["validation"]["ap"] for m in metrics]
+        assert row["validation ap"] == format_stat(mean_std(validation))
         assert (" ± " in row["AP"]) == (len(seeds) > 1)
 
     # The paper's numbers, labelled as such, its AP in the trapezoid column.
     for reported in TABLE_1:
-        assert f"| {reported.method}, paper (reported) | {'Y' if reported.augmentation else 'N'} |" in text
+        augmented = "Y" if reported.augmentation else "N"
+        assert f"| {reported.method}, paper (reported) | {augmented} |" in text
         assert f"{reported.ap:.4f}*" in text
     assert all(f"| {r.method}, paper (reported) | {r.ap:.3f} |" in text for r in TABLE_2)
     assert "trapezoid" in text and "scikit-learn 0.19" in text
