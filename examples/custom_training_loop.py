@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> None:
     for step in range(args.iterations):
         indices = sampler.sample(step)  # [n, batch]: row k is the image stream of component k
         streams = [
-            normalize(augment_batch(train_images[row], generator=augmentation), mean, std).to(device)
+            normalize(augment_batch(train_images[row], generator=augmentation), mean, std)
+            .to(device)
             for row in indices
         ]
         labels = [train_labels[row].to(device) for row in indices]
@@ -105,7 +106,9 @@ def main(argv: list[str] | None = None) -> None:
         terms.total.backward()
         optimizer.step()
         if step % 10 == 0 or step == args.iterations - 1:
-            synergic = " ".join(f"{i + 1}{j + 1}={v.item():.3f}" for (i, j), v in terms.synergic.items())
+            synergic = " ".join(
+                f"{i + 1}{j + 1}={v.item():.3f}" for (i, j), v in terms.synergic.items()
+            )
             ce = " ".join(f"{v.item():.3f}" for v in terms.classification)
             print(f"step {step + 1:4d}  objective {terms.objective.item():.3f}  "
                   f"cross-entropy {ce}  synergic {synergic or '-'}")

@@ -29,7 +29,8 @@ from example_data import CLASSES, write_dataset  # noqa: E402
 def make_recipe(args: argparse.Namespace, data_root: Path) -> dict:
     """The recipe as a mapping; every key not given here keeps its default (the paper's)."""
     if args.layout == "folder":
-        data = {"dataset": "folder", "root": str(data_root)}  # root/train/<class>/, root/test/<class>/
+        # root/train/<class>/<image> and root/test/<class>/<image>
+        data = {"dataset": "folder", "root": str(data_root)}
     else:
         data = {
             "dataset": "csv",
@@ -98,9 +99,11 @@ def main(argv: list[str] | None = None) -> None:
     print("  " + " ".join(f"{name:>17}" for name in test))
     print("  " + " ".join(f"{value:17.3f}" for value in test.values()) + "  aggregate")
     for k, component in enumerate(result.metrics["test_components"], start=1):
-        print("  " + " ".join(f"{value:17.3f}" for value in component.values()) + f"  component {k}")
+        values = " ".join(f"{value:17.3f}" for value in component.values())
+        print(f"  {values}  component {k}")
     print(f"run directory: {result.run_dir}")
-    print(f"the same from the command line: synergic run {recipe_path} --output {args.workdir}/run2")
+    again = f"synergic run {recipe_path} --output {args.workdir}/run2"
+    print(f"the same from the command line: {again}")
 
 
 if __name__ == "__main__":

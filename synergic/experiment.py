@@ -8,6 +8,7 @@ built from the registries -> :class:`~synergic.Trainer` -> the run directory::
     checkpoints/       last.pt, best.pt (best by validation AP, when there is a validation split)
     metrics.json       {"test": {...}, "test_components": [...], "validation": {...}}
     predictions.csv    image,<class 0>,<class 1>,...: the aggregate probabilities per test image
+    test_labels.csv    image,label: the test set's ground truth, in the same order
     roc.png, pr.png    aggregate and each component (binary tasks), as the paper's Fig. 3
 
 Everything that can fail because of the user's input (recipe, data, weights) fails before the
@@ -32,7 +33,7 @@ import torch
 from synergic.errors import SynergicError
 from synergic.recipe import Recipe
 
-RESULT_FILES = ("metrics.json", "predictions.csv", "roc.png", "pr.png")
+RESULT_FILES = ("metrics.json", "predictions.csv", "test_labels.csv", "roc.png", "pr.png")
 
 
 @dataclass
@@ -258,6 +259,11 @@ def write_results(run_dir: Path, classes: list[str], test_ids: list[str], evalua
     for image_id, row in zip(test_ids, evaluation.probabilities.double().tolist()):
         lines.append(image_id + "," + ",".join(repr(float(p)) for p in row))
     write_text_atomically(run_dir / "predictions.csv", "\n".join(lines) + "\n")
+    # The ground truth beside the predictions, so reports can draw curves without the data set.
+    truth = ["image,label"] + [
+        f"{image_id},{classes[label]}" for image_id, label in zip(test_ids, evaluation.labels.tolist())
+    ]
+    write_text_atomically(run_dir / "test_labels.csv", "\n".join(truth) + "\n")
     if len(classes) == 2:
         from synergic.plots import plot_pr, plot_roc
 

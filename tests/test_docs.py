@@ -34,7 +34,8 @@ SHELL_LANGUAGES = {"bash", "sh", "shell", "console", "zsh"}
 
 
 def load_hook():
-    spec = importlib.util.spec_from_file_location("docs_reference_hook", DOCS / "hooks" / "reference.py")
+    path = DOCS / "hooks" / "reference.py"
+    spec = importlib.util.spec_from_file_location("docs_reference_hook", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -250,7 +251,8 @@ def test_documented_command_parses(where, arguments, complete):
         if "/" not in recipe and not recipe.endswith((".yaml", ".yml")) and not is_builtin:
             pytest.fail(f"{where}\n  names the recipe '{recipe}', which is not a built-in recipe")
         if is_builtin or is_repo_file:
-            load_recipe(recipe if is_builtin else REPO / recipe, list(ctx.params.get("overrides", ())))
+            overrides = list(ctx.params.get("overrides", ()))
+            load_recipe(recipe if is_builtin else REPO / recipe, overrides)
 
 
 def set_keys() -> list[tuple[str, str]]:
@@ -393,7 +395,8 @@ def test_python_blocks_are_valid_python():
             try:
                 ast.parse(block.text)
             except SyntaxError as error:
-                problems.append(f"{path.relative_to(REPO)}:{block.line + (error.lineno or 1) - 1}: {error.msg}")
+                line = block.line + (error.lineno or 1) - 1
+                problems.append(f"{path.relative_to(REPO)}:{line}: {error.msg}")
     assert problems == []
 
 

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -165,77 +166,85 @@ def long_recipe(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(long_recipe, tmp_path_factory):
-    """The reference run, trained in the background while the first test interrupts its own."""
-    folder = tmp_path_factory.mktemp("uninterrupted")
-    process = start("run", str(long_recipe), "--output", str(folder / "A"), cwd=folder)
-
-    def result() -> Path:
-        code, err = finish(process)
-        assert code == 0, err[-3000:]
-        return folder / "A"
-
-    yield result
-    if process.poll() is None:
-        process.kill()
-        process.wait()
+# -- SIGKILL and SIGTERM at random steps, then resumed: byte-identical results -----------------
 
 
-# -- SIGKILL at a random step, then resumed: byte-identical results ----------------------------
+class Interrupter(threading.Thread):
+    """Sends ``signum`` to ``process`` once its log.csv reaches ``step`` (and ``delay`` s more),
+    while the test does something else."""
+
+    def __init__(self, process: subprocess.Popen, run_dir: Path, step: int, signum: int, delay: float):
+        super().__init__(daemon=True)
+        self.process, self.run_dir, self.step, self.signum, self.delay = process, run_dir, step, signum, delay
+        self.sent = False
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            wait_for_step(self.process, self.run_dir, self.step)
+            time.sleep(self.delay)
+            if self.process.poll() is None:
+                self.process.send_signal(self.signum)
+                self.sent = True
+        except BaseException as error:  # noqa: BLE001 - re-raised by the test
+            self.error = error
+
+    def result(self) -> None:
+        self.join(timeout=300)
+        if self.error is not None:
+            raise self.error
+        assert self.sent, f"the run finished before step {self.step} + {self.delay:.3f} s"
 
 
-def test_a_run_killed_at_a_random_step_and_resumed_is_the_uninterrupted_run(
-    long_recipe, uninterrupted, tmp_path
+def test_a_run_killed_then_stopped_at_random_steps_and_resumed_is_the_uninterrupted_run(
+    long_recipe, tmp_path, capsys
 ):
     seed = random.randrange(2**32)
     rng = random.Random(seed)
     note = f"(random seed {seed})"
     run_dir = tmp_path / "B"
 
+    # 1. SIGKILL at a random step after the first checkpoint (a kill before it is tested below),
+    #    while the uninterrupted run trains here, in this process, with the same single thread.
     process = start("run", str(long_recipe), "--output", str(run_dir), cwd=tmp_path)
-    # Anywhere after the first checkpoint (the test below covers a kill before it).
-    wait_for_step(process, run_dir, rng.randint(CHECKPOINT_EVERY + 1, ITERATIONS - 3))
-    time.sleep(rng.uniform(0, 0.05))
-    assert process.poll() is None, f"the run finished before the kill {note}"
-    process.kill()
-    process.wait()
+    killer = Interrupter(
+        process, run_dir, rng.randint(CHECKPOINT_EVERY + 1, ITERATIONS - 8), signal.SIGKILL,
+        rng.uniform(0, 0.05),
+    )
+    killer.start()
+    code, _, err = invoke(["run", long_recipe, "--output", tmp_path / "A"], capsys)
+    assert code == 0, err
+    killer.result()
+    process.wait(timeout=60)
     assert not any((run_dir / name).exists() for name in RESULTS)
-    checkpoint_step = load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"]
-    assert 0 < checkpoint_step < ITERATIONS and checkpoint_step % CHECKPOINT_EVERY == 0
+    killed_at = load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"]
+    assert 0 < killed_at < ITERATIONS and killed_at % CHECKPOINT_EVERY == 0, note
 
-    code, err = finish(start("run", str(long_recipe), "--output", str(run_dir), "--resume", cwd=tmp_path))
-    assert code == 0, err[-3000:]
-    assert f"resuming from step {checkpoint_step} of {ITERATIONS}" in err, err[-2000:]
-    assert_same_run(uninterrupted(), run_dir, note)
-
-
-# -- SIGTERM (a pre-empted job) ---------------------------------------------------------------
-
-
-def test_sigterm_saves_a_checkpoint_exits_nonzero_and_says_how_to_resume(
-    long_recipe, uninterrupted, tmp_path
-):
-    run_dir = tmp_path / "D"
-    process = start("run", str(long_recipe), "--output", str(run_dir), cwd=tmp_path)
-    wait_for_step(process, run_dir, random.randint(2, ITERATIONS // 2))
-    process.send_signal(signal.SIGTERM)
-    code, err = finish(process)
-
-    assert code == 1
-    line = error_line(err)
+    # 2. Resumed with `run --resume`, then SIGTERM (a pre-empted job) a few steps later: the step
+    #    finishes, last.pt is saved, and the run exits non-zero saying how to go on.
+    process = start("run", str(long_recipe), "--output", str(run_dir), "--resume", cwd=tmp_path)
+    stopper = Interrupter(
+        process, run_dir, rng.randint(killed_at + 2, ITERATIONS - 3), signal.SIGTERM,
+        rng.uniform(0, 0.05),
+    )
+    stopper.start()
+    stopper.result()
+    code, output = finish(process)
+    assert f"resuming from step {killed_at} of {ITERATIONS}" in output, output[-2000:]
+    assert code == 1, output[-2000:]
     stopped_at = load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"]
-    assert line == (
+    assert killed_at < stopped_at < ITERATIONS, note
+    assert error_line(output) == (
         f"error: stopped by SIGTERM at step {stopped_at}; checkpoint saved: resume to continue "
         f"with: synergic resume {run_dir}"
     )
-    assert 0 < stopped_at < ITERATIONS
     assert not any((run_dir / name).exists() for name in RESULTS)
 
-    code, err = finish(start("resume", str(run_dir), cwd=tmp_path))
+    # 3. Finished with `synergic resume DIR` (here, in this process): the same run, byte for byte.
+    code, _, err = invoke(["resume", run_dir], capsys)
     assert code == 0, err[-3000:]
-    assert f"resuming from step {stopped_at} of {ITERATIONS}" in err
-    assert_same_run(uninterrupted(), run_dir)
+    assert f"resuming from step {stopped_at} of {ITERATIONS}" in err, err[-2000:]
+    assert_same_run(tmp_path / "A", run_dir, note)
 
 
 def test_ctrl_c_during_training_finishes_the_step_and_saves_it(tmp_path):

@@ -127,7 +127,8 @@ def _value_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float) and value != 0 and abs(value) < 1e-3:
-        return f"{value:.0e}".replace("e-0", "e-")
+        mantissa, exponent = f"{value:.6e}".split("e")  # 0.00025 -> 2.5e-4, as people write it
+        return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
     return str(value)
 
 
@@ -161,7 +162,8 @@ def _shorthand_text(model) -> str:
         value = model.expand_shorthand(flag)
         if isinstance(value, dict):
             text = "{" + ", ".join(f"{k}: {_value_text(v)}" for k, v in value.items()) + "}"
-            notes.append(f"`{_value_text(flag)}` means `{text}`")
+            meaning = f"`{text}`" if value else "the defaults"
+            notes.append(f"`{_value_text(flag)}` means {meaning}")
     return "; ".join(notes)
 
 
