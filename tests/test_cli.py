@@ -98,7 +98,7 @@ def test_run_writes_the_run_directory(tiny_run, _tiny_runs):
     files = sorted(p.relative_to(tiny_run).as_posix() for p in tiny_run.rglob("*") if p.is_file())
     assert files == [
         "checkpoints/best.pt", "checkpoints/last.pt", "log.csv", "metrics.json", "pr.png",
-        "predictions.csv", "recipe.yaml", "roc.png",
+        "predictions.csv", "recipe.yaml", "roc.png", "test_labels.csv",
     ]
     assert load_recipe(tiny_run / "recipe.yaml") == load_recipe(_tiny_runs["recipe"])
     output = _tiny_runs["output"]
@@ -107,6 +107,15 @@ def test_run_writes_the_run_directory(tiny_run, _tiny_runs):
     assert list(table) == ["aggregate", "component 1", "component 2"]
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     assert table["aggregate"]["auc"] == f"{metrics['test']['auc']:.4f}"
+
+
+def test_test_labels_are_written_beside_the_predictions(tiny_run):
+    labels = (tiny_run / "test_labels.csv").read_text().splitlines()
+    predictions = (tiny_run / "predictions.csv").read_text().splitlines()
+    assert labels[0] == "image,label"
+    assert [row.split(",")[0] for row in labels[1:]] == [row.split(",")[0] for row in predictions[1:]]
+    expected = tiny_test_set()
+    assert [row.split(",")[1] for row in labels[1:]] == [expected.classes[y] for y in expected.labels]
 
 
 def test_metrics_json_has_the_documented_shape(tiny_run):

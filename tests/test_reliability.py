@@ -436,6 +436,7 @@ def test_the_trainer_names_what_differs_in_a_checkpoint_of_another_model(tmp_pat
     assert "in the checkpoint" in message and "\n" not in message
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "a pickle"])
 def test_a_damaged_last_checkpoint_is_refused_with_a_clear_error(finished_run, capsys, damage):
     last = finished_run / "checkpoints" / "last.pt"
