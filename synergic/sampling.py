@@ -91,8 +91,9 @@ class BalancedPairSampler(PairSampler):
     allows (exactly half for an even batch and two streams). It then gives each group a distinct
     class, the first drawn with the natural class frequencies of the training set and the others
     in proportion to their frequencies among the remaining classes, and draws each image
-    uniformly within its class. A class with a single image can form an intra-class pair with
-    itself (the two components still see different augmentations).
+    uniformly within its class. The groups receive those classes in random order, so every
+    component sees the same class mix. A class with a single image can form an intra-class pair
+    with itself (the two components still see different augmentations).
     """
 
     def __init__(
@@ -138,14 +139,18 @@ class BalancedPairSampler(PairSampler):
     def sample(self, step: int) -> torch.Tensor:
         g = self.generator(step)
         n, m = self.num_streams, self.batch_size
-        uniforms = torch.rand(m, 1 + 2 * n, generator=g, dtype=torch.float64).tolist()
+        uniforms = torch.rand(m, 1 + 3 * n, generator=g, dtype=torch.float64).tolist()
         partitions = self._choose_partitions([u[0] for u in uniforms])
         order = torch.randperm(m, generator=g).tolist()
         indices = torch.empty(n, m, dtype=torch.long)
         for column, (partition, u) in enumerate(zip((partitions[k] for k in order), uniforms)):
-            block_classes: list[int] = []
+            drawn: list[int] = []
             for block in range(max(partition) + 1):
-                block_classes.append(self._draw_class(u[1 + block], exclude=block_classes))
+                drawn.append(self._draw_class(u[1 + block], exclude=drawn))
+            # The first class is drawn with the natural frequencies, the others from the rest:
+            # hand them to the groups in random order, so every component sees the same class mix.
+            order = sorted(range(len(drawn)), key=lambda b: u[1 + 2 * n + b])
+            block_classes = [drawn[b] for b in order]
             for stream in range(n):
                 members = self.class_indices[block_classes[partition[stream]]]
                 pick = min(int(u[1 + n + stream] * len(members)), len(members) - 1)

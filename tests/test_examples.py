@@ -100,7 +100,8 @@ def test_every_example_is_tested():
 def test_example_data_writes_both_layouts(tmp_path):
     process = start_example(
         "example_data.py",
-        [str(tmp_path / "folder"), "--train-per-class", "2", "--test-per-class", "1", "--size", "24"],
+        [str(tmp_path / "folder"), "--train-per-class", "2", "--test-per-class", "1",
+         "--size", "24"],
         tmp_path,
     )
     assert "wrote 9 images" in finish("example_data.py", process)

@@ -45,6 +45,14 @@ def test_balanced_pairs_are_random_not_fixed():
     assert abs(malignant - expected) < 0.05
 
 
+@pytest.mark.parametrize("num_streams", [2, 3])
+def test_every_component_sees_the_same_class_mix(num_streams):
+    sampler = BalancedPairSampler(ISIC_LIKE, num_streams=num_streams, batch_size=32, seed=0)
+    batches = torch.stack([sampler.sample(step) for step in range(200)])  # [steps, n, M]
+    malignant = (sampler.labels[batches] == 1).float().mean(dim=(0, 2))
+    assert malignant.max() - malignant.min() < 0.03, malignant
+
+
 def test_same_seed_same_pairs_and_steps_are_independent_of_history():
     a = BalancedPairSampler(ISIC_LIKE, batch_size=32, seed=7)
     b = BalancedPairSampler(ISIC_LIKE, batch_size=32, seed=7)
