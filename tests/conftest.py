@@ -52,3 +52,15 @@ def tiny_recipe(tmp_path) -> Path:
     path = tmp_path / "tiny.yaml"
     path.write_text(TINY_RECIPE)
     return path
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for the runs in this process: results compared byte for byte need the
+    same thread count, and a busy machine makes two spinning threads slower than one."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -12,20 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 RESULTS = ("metrics.json", "predictions.csv")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread for the runs in this process: results compared byte for byte need the
-    same thread count, and a busy machine makes two spinning threads slower than one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # -- helpers ----------------------------------------------------------------------------------

@@ -28,32 +28,16 @@ import synergic
 from synergic.errors import SynergicError
 from synergic.training.checkpoint import load_checkpoint
 
+from conftest import TINY_RECIPE
+
 # 30 steps, a checkpoint every 3, a validation every 4 (so best.pt is written between
 # checkpoints) and a log row every step.
-LONG_RECIPE = """\
-name: long
-seed: 0
-data:
-  dataset: synthetic_lesions
-  image_size: 32
-  validation_fraction: 0.25
-  options: {num_train: 24, num_test: 16, image_size: 32}
-  cache: false
-model:
-  components: 2
-  backbone: {name: test_efficientnet, pretrained: false}
-  head: {hidden: 16}
-  synergic_head: {name: mlp, options: {hidden: 16}}
-train:
-  iterations: 30
-  batch_size: 4
-  optimizer: {lr: 0.01, momentum: 0.9}
-  device: cpu
-  eval_every: 4
-  checkpoint_every: 3
-  log_every: 1
-  eval_batch_size: 8
-"""
+LONG_RECIPE = (
+    TINY_RECIPE.replace("name: tiny", "name: long")
+    .replace("iterations: 6", "iterations: 30")
+    .replace("eval_every: 3", "eval_every: 4")
+    .replace("checkpoint_every: 2", "checkpoint_every: 3")
+)
 ITERATIONS, CHECKPOINT_EVERY = 30, 3
 RESULTS = ("metrics.json", "predictions.csv")
 SUBPROCESS_ENV = {
@@ -61,14 +45,7 @@ SUBPROCESS_ENV = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread for the runs in this process: results compared byte for byte need the
-    same thread count, and a busy machine makes two spinning threads slower than one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # -- helpers ----------------------------------------------------------------------------------
