@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
+from tiny_recipe import TINY_RECIPE
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -20,30 +21,6 @@ def isic_sample() -> Path:
     return ISIC_SAMPLE
 
 
-TINY_RECIPE = """\
-name: tiny
-seed: 0
-data:
-  dataset: synthetic_lesions
-  image_size: 32
-  validation_fraction: 0.25
-  options: {num_train: 24, num_test: 16, image_size: 32}
-  cache: false
-model:
-  components: 2
-  backbone: {name: test_efficientnet, pretrained: false}
-  head: {hidden: 16}
-  synergic_head: {name: mlp, options: {hidden: 16}}
-train:
-  iterations: 6
-  batch_size: 4
-  optimizer: {lr: 0.01, momentum: 0.9}
-  device: cpu
-  eval_every: 3
-  checkpoint_every: 2
-  log_every: 1
-  eval_batch_size: 8
-"""
 
 
 @pytest.fixture

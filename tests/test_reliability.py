@@ -28,7 +28,7 @@ import synergic
 from synergic.errors import SynergicError
 from synergic.training.checkpoint import load_checkpoint
 
-from conftest import TINY_RECIPE
+from tiny_recipe import TINY_RECIPE
 
 # 30 steps, a checkpoint every 3, a validation every 4 (so best.pt is written between
 # checkpoints) and a log row every step.
