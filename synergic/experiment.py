@@ -33,7 +33,13 @@ import torch
 from synergic.errors import SynergicError
 from synergic.recipe import Recipe
 
-RESULT_FILES = ("metrics.json", "predictions.csv", "test_labels.csv", "roc.png", "pr.png")
+from synergic.rundir import (  # noqa: F401 - the run directory's format lives there
+    RESULT_FILES,
+    claim_run_directory,
+    json_safe,
+    run_directory_state,
+    write_text_atomically,
+)
 
 
 @dataclass
@@ -104,21 +110,27 @@ def open_datasets(recipe: Recipe) -> tuple[Any, Any | None, Any]:
     return train, validation, test
 
 
-def prepare_data(recipe: Recipe, *, progress: bool = False, datasets=None) -> PreparedData:
+def prepare_data(
+    recipe: Recipe, *, progress: bool = False, datasets=None, preprocessing=None
+) -> PreparedData:
     """Open the data sets (unless ``datasets`` holds them already), check them, and decode every
-    image once (through the disk cache)."""
+    image once (through the disk cache) with ``preprocessing`` (a run's stored
+    :class:`~synergic.data.preprocess.Preprocessing`; default: ``data.image_size`` and
+    ``data.resize`` of ``recipe``)."""
     from synergic.data.cache import cached_decode, default_cache_dir
-    from synergic.data.splits import stratified_split
+    from synergic.data.preprocess import Preprocessing
 
     train_set, validation_set, test_set = datasets or open_datasets(recipe)
     data = recipe.data
     cache_dir = None
     if data.cache:
         cache_dir = Path(data.cache_dir).expanduser() if data.cache_dir else default_cache_dir()
+    if preprocessing is None:
+        preprocessing = Preprocessing(image_size=data.image_size, resample=data.resize)
 
     def decode(dataset, label: str) -> Split:
         images = cached_decode(
-            dataset, image_size=data.image_size, resample=data.resize, cache_dir=cache_dir,
+            dataset, preprocessing=preprocessing, cache_dir=cache_dir,
             key_extra=data.dataset, num_workers=recipe.train.num_workers, progress=progress,
             description=f"decoding {label} images",
         )
@@ -126,12 +138,70 @@ def prepare_data(recipe: Recipe, *, progress: bool = False, datasets=None) -> Pr
 
     train = decode(train_set, "train")
     validation = decode(validation_set, "validation") if validation_set is not None else None
-    if validation is None and data.validation_fraction > 0:
-        keep, held_out = stratified_split(train.labels.tolist(), data.validation_fraction, recipe.seed)
-        if held_out:
-            train, validation = train.subset(keep), train.subset(held_out)
+    carved = carve_validation(recipe, train_set, has_validation=validation_set is not None)
+    if carved is not None:
+        keep, held_out = carved
+        train, validation = train.subset(keep), train.subset(held_out)
     test = decode(test_set, "test")
     return PreparedData(list(train_set.classes), train, validation, test)
+
+
+def carve_validation(
+    recipe: Recipe, train_set, *, has_validation: bool
+) -> tuple[list[int], list[int]] | None:
+    """``(train indices, validation indices)`` into ``train_set`` when ``recipe`` carves a
+    validation split from it (``data.validation_fraction > 0`` and the data set has none); else
+    None. Needs only the labels, so it runs before any image is decoded.
+
+    Raises:
+        SynergicError: a class has a single training image, so the validation split cannot hold
+            it (unless ``data.allow_incomplete_validation``, which warns instead).
+    """
+    import warnings
+
+    from synergic.data.splits import stratified_split, unrepresentable_classes
+
+    fraction = recipe.data.validation_fraction
+    if has_validation or fraction <= 0:
+        return None
+    labels = [int(label) for label in train_set.labels]
+    missing = [train_set.classes[label] for label in unrepresentable_classes(labels)]
+    if missing:
+        message = (
+            f"data.validation_fraction={fraction}: class{'es' if len(missing) > 1 else ''} "
+            f"{', '.join(repr(m) for m in missing)} {'have' if len(missing) > 1 else 'has'} a single "
+            "training image, so the carved validation split cannot hold "
+            f"{'them' if len(missing) > 1 else 'it'} and validation AP/AUC would not cover every "
+            "class"
+        )
+        if not recipe.data.allow_incomplete_validation:
+            raise SynergicError(
+                message + "; add images, set data.validation_fraction=0, or set "
+                "data.allow_incomplete_validation=true"
+            )
+        warnings.warn(message, stacklevel=2)
+    keep, held_out = stratified_split(labels, fraction, recipe.seed)
+    return (keep, held_out) if held_out else None
+
+
+def split_table(
+    datasets, carved: tuple[list[int], list[int]] | None
+) -> dict[str, tuple[list[str], list[int]]]:
+    """``{"train": (ids, labels), "val": ..., "test": ...}`` as the run will use them (a carved
+    validation split taken out of train); ``val`` is absent when there is none."""
+    train_set, validation_set, test_set = datasets
+    ids, labels = list(train_set.ids), [int(label) for label in train_set.labels]
+    table: dict[str, tuple[list[str], list[int]]] = {}
+    if carved is not None:
+        keep, held_out = carved
+        table["train"] = ([ids[i] for i in keep], [labels[i] for i in keep])
+        table["val"] = ([ids[i] for i in held_out], [labels[i] for i in held_out])
+    else:
+        table["train"] = (ids, labels)
+        if validation_set is not None:
+            table["val"] = (list(validation_set.ids), [int(x) for x in validation_set.labels])
+    table["test"] = (list(test_set.ids), [int(x) for x in test_set.labels])
+    return table
 
 
 def build_recipe_model(recipe: Recipe, num_classes: int):
@@ -143,12 +213,27 @@ def build_recipe_model(recipe: Recipe, num_classes: int):
     model = build_model(
         m.backbone.name, num_classes=num_classes, components=m.components,
         pretrained=m.backbone.pretrained, weights=m.backbone.weights,
+        weights_key=m.backbone.weights_key,
         backbone_options=m.backbone.options, hidden=m.head.hidden, init_range=m.head.init_range,
         activation=m.head.activation, synergic_head=m.synergic_head.name,
         synergic_head_options=m.synergic_head.options,
     )
     _check_image_size(model, recipe)
     return model
+
+
+def build_preprocessing(recipe: Recipe, model):
+    """The run's :class:`~synergic.data.preprocess.Preprocessing`: ``data.image_size`` and
+    ``data.resize`` of ``recipe``, mean/std of ``model``'s backbone (its ``pretrained_cfg``, see
+    :func:`~synergic.models.backbones.backbone_normalization`). Stored in every checkpoint and in
+    ``preprocessing.json``: evaluation and ``predict`` read it from there."""
+    from synergic.data.preprocess import Preprocessing
+    from synergic.models.backbones import backbone_normalization
+
+    mean, std = backbone_normalization(model.components[0].backbone)
+    return Preprocessing(
+        image_size=recipe.data.image_size, resample=recipe.data.resize, mean=mean, std=std
+    )
 
 
 def build_training(recipe: Recipe, data: PreparedData, model=None):
@@ -209,61 +294,34 @@ def _check_image_size(model, recipe: Recipe) -> None:
 # -- the run directory ------------------------------------------------------------------------
 
 
-def run_directory_state(run_dir: Path) -> str:
-    """``"empty"``, ``"run"`` (holds a synergic run) or ``"other"`` (holds something else)."""
-    if not run_dir.exists() or not any(run_dir.iterdir()):
-        return "empty"
-    if (run_dir / "recipe.yaml").exists() or (run_dir / "checkpoints").exists():
-        return "run"
-    return "other"
-
-
-def claim_run_directory(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
-    state = run_directory_state(run_dir)
-    if state == "empty" or resume:
-        return
-    if not overwrite:
-        what = "another run" if state == "run" else "other files"
-        raise SynergicError(
-            f"output directory {run_dir} already holds {what}: use --resume to continue it, "
-            "--overwrite to replace it, or another --output"
-        )
-    if state == "other":
-        raise SynergicError(
-            f"output directory {run_dir} holds files that are not a synergic run: "
-            "--overwrite only replaces runs; choose another --output"
-        )
-    shutil.rmtree(run_dir)
-
-
-def json_safe(value: Any) -> Any:
-    """NaN and infinities become null: metrics.json is strict JSON."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
-
-
-def write_text_atomically(path: Path, text: str) -> None:
-    from synergic.training.checkpoint import atomic_write
-
-    atomic_write(path, lambda handle: handle.write(text.encode()))
-
-
 def write_results(run_dir: Path, classes: list[str], test_ids: list[str], evaluation, extra: dict) -> None:
-    """metrics.json, predictions.csv and the ROC/PR plots of the test evaluation."""
-    lines = ["image," + ",".join(classes)]
-    for image_id, row in zip(test_ids, evaluation.probabilities.double().tolist()):
-        lines.append(image_id + "," + ",".join(repr(float(p)) for p in row))
-    write_text_atomically(run_dir / "predictions.csv", "\n".join(lines) + "\n")
+    """metrics.json, predictions.csv and the ROC/PR plots of the test evaluation.
+
+    The CSV files are written by the ``csv`` module (fields holding a comma, a quote or a line
+    break are quoted), in UTF-8, with image ids and class names as
+    :func:`synergic.data.names.printable_name` gives them, so any file name can be written.
+    """
+    import csv
+    import io
+
+    from synergic.data.names import printable_name
+
+    def csv_text(rows) -> str:
+        text = io.StringIO()
+        csv.writer(text, lineterminator="\n").writerows(rows)
+        return text.getvalue()
+
+    names = [printable_name(c) for c in classes]
+    ids = [printable_name(i) for i in test_ids]
+    probabilities = evaluation.probabilities.double().tolist()
+    write_text_atomically(run_dir / "predictions.csv", csv_text(
+        [["image", *names], *([image_id, *map(float, row)] for image_id, row in zip(ids, probabilities))]
+    ))
     # The ground truth beside the predictions, so reports can draw curves without the data set.
-    truth = ["image,label"] + [
-        f"{image_id},{classes[label]}" for image_id, label in zip(test_ids, evaluation.labels.tolist())
-    ]
-    write_text_atomically(run_dir / "test_labels.csv", "\n".join(truth) + "\n")
+    write_text_atomically(run_dir / "test_labels.csv", csv_text(
+        [["image", "label"], *([image_id, names[label]] for image_id, label
+                               in zip(ids, evaluation.labels.tolist()))]
+    ))
     if len(classes) == 2:
         from synergic.plots import plot_pr, plot_roc
 
@@ -290,16 +348,13 @@ def resumable_checkpoint(run_dir: Path, recipe: Recipe) -> dict[str, Any] | None
     """The checkpoint to continue ``run_dir`` from with ``recipe``, checked; None for a run that
     was stopped before its first checkpoint (it starts again from step 0).
 
-    Refused, each with a one-line :class:`SynergicError`: a folder holding no run; a recipe whose
-    seed, data or model differ from the run's (the keys are named); a checkpoint that is corrupt,
-    of another recipe or of another synergic major.minor version; a run already past
-    ``train.iterations``. A changed ``train`` section is allowed: raising ``train.iterations``
-    extends a finished run.
+    Refused, each with a one-line :class:`SynergicError`: a folder holding no run; a recipe that
+    differs from the run's in a result-affecting key (:func:`synergic.rundir.check_resume` names
+    them; the checkpoint's own recipe is the reference); a checkpoint that is corrupt or of
+    another synergic major.minor version; a run already past ``train.iterations``.
     """
-    from synergic.recipe import (
-        NOT_RUN_DEFINING_KEYS, RUN_DEFINING_KEYS, recipe_differences, recipe_hash,
-    )
     from synergic.recipe.loading import load_recipe
+    from synergic.rundir import check_resume
     from synergic.training.checkpoint import check_resumable_version, load_checkpoint
 
     state_of_dir = run_directory_state(run_dir)
@@ -310,22 +365,11 @@ def resumable_checkpoint(run_dir: Path, recipe: Recipe) -> dict[str, Any] | None
         raise SynergicError(
             f"nothing to resume: {run_dir} {what}; drop --resume to start a new run there"
         )
-
-    def differences(saved: Recipe) -> list[str]:
-        return recipe_differences(saved, recipe, keys=RUN_DEFINING_KEYS, ignore=NOT_RUN_DEFINING_KEYS)
-
     saved_path = run_dir / "recipe.yaml"
-    if saved_path.is_file():
-        saved = load_recipe(saved_path)
-        if recipe_hash(saved) != recipe_hash(recipe):
-            raise SynergicError(
-                f"cannot resume {run_dir}: the recipe differs from the run's {saved_path} in keys "
-                f"that define the run: {', '.join(differences(saved))}; undo those changes or "
-                "start a new --output"
-            )
     last = run_dir / "checkpoints" / "last.pt"
     if not last.is_file():
         if saved_path.is_file():
+            check_resume(load_recipe(saved_path), recipe, run_dir=run_dir, step=0)
             return None
         raise SynergicError(
             f"nothing to resume in {run_dir}: no checkpoints/last.pt and no recipe.yaml; "
@@ -334,23 +378,14 @@ def resumable_checkpoint(run_dir: Path, recipe: Recipe) -> dict[str, Any] | None
     state = load_checkpoint(last)
     check_resumable_version(state, last)
     metadata = state.get("metadata") or {}
-    if metadata.get("recipe_hash") != recipe_hash(recipe):
-        keys = ""
-        if isinstance(metadata.get("recipe"), dict):
-            try:
-                keys = ": " + ", ".join(differences(Recipe.model_validate(metadata["recipe"])))
-            except Exception:  # noqa: BLE001 - the hash already says enough
-                keys = ""
+    try:
+        saved = Recipe.model_validate(metadata["recipe"])
+    except Exception:  # noqa: BLE001 - any damage means the same thing to the user
         raise SynergicError(
-            f"cannot resume {run_dir}: {last} was written by a run of another recipe (seed, "
-            f"data or model differ{keys}); resume it with its own recipe or start a new --output"
-        )
-    step = int(state.get("step", 0))
-    if step > recipe.train.iterations:
-        raise SynergicError(
-            f"cannot resume {run_dir}: it is already at step {step}, beyond "
-            f"train.iterations={recipe.train.iterations}; set train.iterations to {step} or more"
-        )
+            f"cannot resume {run_dir}: {last} does not record the recipe that wrote it; "
+            "start a new run with --output"
+        ) from None
+    check_resume(saved, recipe, run_dir=run_dir, step=int(state.get("step", 0)))
     return state
 
 
@@ -370,14 +405,31 @@ def run(
     progress: bool = False,
     callbacks: Sequence[object] = (),
     on_stage: Callable[[str], None] | None = None,
+    on_info: Callable[[str], None] | None = None,
 ) -> RunResult:
-    """Train and evaluate ``recipe``, writing the run directory ``run_dir``."""
-    from synergic.recipe import recipe_hash, recipe_to_yaml
+    """Train and evaluate ``recipe``, writing the run directory ``run_dir`` (see
+    :mod:`synergic.rundir` for its files).
+
+    ``on_stage(message)`` is called as each stage starts; ``on_info(line)`` with facts the user
+    should see before training (the classes, the data record).
+    """
+    import warnings
+
+    from synergic import __version__
+    from synergic.models.backbones import describe_backbone, resolved_backbone
+    from synergic.recipe import recipe_to_yaml
+    from synergic.rundir import (
+        absolute_paths, data_record, describe_data, identity_hash, record_iterations,
+        update_run_record, write_splits,
+    )
     from synergic.training import distributed
     from synergic.training.trainer import Augmentation, Trainer
 
     stage = on_stage or (lambda message: None)
+    inform = on_info or (lambda line: None)
     run_dir = Path(run_dir)
+    # Stored absolute, so that `synergic eval RUN` works from any directory.
+    recipe = absolute_paths(recipe)
     info = distributed.init_distributed(recipe.train.device)
     distributed.check_batch(recipe.train.batch_size, info)
     if not resume and info.is_main:
@@ -385,15 +437,40 @@ def run(
     distributed.barrier()
     checkpoint = resumable_checkpoint(run_dir, recipe) if resume else None
 
-    # Everything a user can get wrong (data layout, labels, weights, image size) is checked
-    # before the slow part: decoding every image.
+    # Everything a user can get wrong (data layout, labels, splits, weights, image size) is
+    # checked before the slow part: decoding every image.
     stage("checking the data and building the model")
     datasets = open_datasets(recipe)
-    model = build_recipe_model(recipe, len(datasets[0].classes))
+    classes = list(datasets[0].classes)
+    carved = carve_validation(recipe, datasets[0], has_validation=datasets[1] is not None)
+    splits = split_table(datasets, carved)
+    record = data_record(classes, splits)
+    if checkpoint is not None:
+        saved_fingerprint = (checkpoint.get("metadata") or {}).get("data_fingerprint")
+        if saved_fingerprint and saved_fingerprint != record["fingerprint"]:
+            raise SynergicError(
+                f"cannot resume {run_dir}: the data differ from the run's (fingerprint "
+                f"{record['fingerprint'][:12]}, the run used {saved_fingerprint[:12]}; compare "
+                f"{run_dir / 'splits.csv'}): point data.root at the run's data"
+            )
+    inform(f"classes: {', '.join(f'{k}={name}' for k, name in enumerate(classes))}")
+    inform(f"data: {describe_data(record)}")
+    model = build_recipe_model(recipe, len(classes))
+    backbone = resolved_backbone(  # the pretrained tag timm resolves the name to, for the record
+        recipe.model.backbone.name, pretrained=recipe.model.backbone.pretrained,
+        weights=recipe.model.backbone.weights, backbone=model.components[0].backbone,
+    )
+    inform(f"backbone: {describe_backbone(backbone)}")
+    preprocessing = build_preprocessing(recipe, model)
     stage("preparing data")
     if not info.is_main:
         distributed.barrier()  # rank 0 decodes into the disk cache first, the others read it
-    data = prepare_data(recipe, progress=progress and info.is_main, datasets=datasets)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # carve_validation's warning was given above
+        data = prepare_data(
+            recipe, progress=progress and info.is_main, datasets=datasets,
+            preprocessing=preprocessing,
+        )
     if info.is_main:
         distributed.barrier()
     model, loss, sampler, optimizer, schedule, aggregator, (mean, std) = build_training(
@@ -409,10 +486,26 @@ def run(
         if resume and checkpoint is None:  # killed before its first checkpoint: start again
             (run_dir / "log.csv").unlink(missing_ok=True)
         write_text_atomically(run_dir / "recipe.yaml", recipe_to_yaml(recipe))
+        write_text_atomically(
+            run_dir / "preprocessing.json", json.dumps(preprocessing.to_dict(), indent=2) + "\n"
+        )
+        write_splits(run_dir, classes, splits)
+        update_run_record(
+            run_dir, synergic_version=__version__, identity=identity_hash(recipe),
+            data_fingerprint=record["fingerprint"],
+        )
+        saved_total = None
+        if checkpoint is not None:
+            saved_total = Recipe.model_validate(checkpoint["metadata"]["recipe"]).train.iterations
+        record_iterations(
+            run_dir, step=int(checkpoint["step"]) if checkpoint is not None else 0,
+            old_total=saved_total, new_total=t.iterations,
+        )
     trainer = Trainer(
         model, loss, sampler, data.train.images, data.train.labels,
-        mean=mean, std=std, iterations=t.iterations, optimizer=optimizer, lr_schedule=schedule,
-        augmentation=Augmentation(augment.rotation, augment.hflip, augment.vflip),
+        mean=preprocessing.mean, std=preprocessing.std, iterations=t.iterations,
+        optimizer=optimizer, lr_schedule=schedule,
+        augmentation=Augmentation(augment.rotation, augment.hflip, augment.vflip, augment.fill),
         seed=recipe.seed, device=distributed.device_for(t.device, info), precision=t.precision,
         compile=t.compile,
         channels_last=t.channels_last, grad_clip=t.grad_clip, sync_batchnorm=t.sync_batchnorm,
@@ -421,8 +514,10 @@ def run(
         checkpoint_every=t.checkpoint_every, checkpoint_dir=run_dir / "checkpoints",
         log_every=t.log_every, log_path=run_dir / "log.csv", callbacks=callbacks,
         metadata={
-            "recipe_hash": recipe_hash(recipe), "classes": data.classes,
-            "recipe": recipe.model_dump(mode="json"),
+            "recipe_hash": identity_hash(recipe), "classes": data.classes,
+            "recipe": recipe.model_dump(mode="json"), "data_fingerprint": record["fingerprint"],
+            "preprocessing": preprocessing.to_dict(),
+            "backbone": backbone,
         },
     )
     if checkpoint is not None:
@@ -434,13 +529,76 @@ def run(
     state = trainer.fit()
 
     stage("evaluating on the test set")
-    evaluation = trainer.evaluate(data.test.images, data.test.labels)
-    extra: dict[str, Any] = {"classes": data.classes, "iterations": state.step}
-    if data.validation is not None and state.validation_history:
-        extra["validation"] = state.validation_history[-1]
-        extra["best_validation_step"] = state.best_step
+    evaluation, extra = evaluate_selected(trainer, recipe, data, run_dir)
+    extra = {"classes": data.classes, "iterations": state.step, **extra, "data": record,
+             "backbone": backbone}
     if not info.is_main:
         return RunResult(run_dir, {"test": evaluation.metrics}, evaluation)
     write_results(run_dir, data.classes, data.test.ids, evaluation, extra)
+    update_run_record(run_dir, selected=extra["selected"])
     metrics = json.loads((run_dir / "metrics.json").read_text())
     return RunResult(run_dir, metrics, evaluation)
+
+
+def selected_checkpoint(recipe: Recipe, has_validation: bool) -> str:
+    """``"best"`` or ``"last"``: the model ``recipe`` reports (``train.select``; ``auto`` means
+    best when there is a validation split)."""
+    select = recipe.train.select
+    if select == "auto":
+        return "best" if has_validation else "last"
+    return select
+
+
+def evaluate_selected(trainer, recipe: Recipe, data: PreparedData, run_dir: Path):
+    """The test evaluation of the model ``recipe`` selects, and the metrics.json entries that say
+    which: ``selected`` (checkpoint, step, metric, value), ``validation`` (at that step) and, when
+    the selected model is not the last one, ``test_last``/``test_last_components``.
+
+    With ``train.select: best`` but no finite validation AP ever (a validation split of one
+    class), the last weights are reported with a warning.
+    """
+    import warnings
+
+    from synergic.training import distributed
+    from synergic.training.checkpoint import load_checkpoint
+
+    state = trainer.state
+    last = trainer.evaluate(data.test.images, data.test.labels)
+    history = {entry["step"]: entry for entry in state.validation_history}
+    extra: dict[str, Any] = {}
+    want = selected_checkpoint(recipe, data.validation is not None)
+    if want == "best" and data.validation is None:
+        raise SynergicError(
+            "train.select is 'best' but the run has no validation split: set "
+            "data.validation_fraction > 0, or train.select: last"
+        )
+    if want == "best" and state.best_step is None:
+        warnings.warn(
+            "train.select is 'best' but validation AP was never finite (a validation split "
+            "holding one class?): reporting the last weights",
+            stacklevel=2,
+        )
+        want = "last"
+    if want == "last":
+        extra["selected"] = {"checkpoint": "last", "step": state.step}
+        if state.step in history:
+            extra["validation"] = history[state.step]
+        if state.best_step is not None:
+            extra["best_validation_step"] = state.best_step
+        return last, extra
+
+    extra["selected"] = {
+        "checkpoint": "best", "step": state.best_step, "metric": trainer.selection_metric,
+        "value": state.best_metric,
+    }
+    extra["validation"] = history.get(state.best_step)
+    extra["best_validation_step"] = state.best_step
+    if state.best_step == state.step:
+        return last, extra  # best.pt holds the last weights
+    distributed.barrier()  # rank 0 wrote best.pt
+    best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
+    trainer.model.load_state_dict(best["model"])
+    selected = trainer.evaluate(data.test.images, data.test.labels)
+    extra["test_last"] = last.metrics
+    extra["test_last_components"] = last.component_metrics
+    return selected, extra

@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from synergic.errors import SynergicError, did_you_mean
-from synergic.recipe import NOT_RUN_DEFINING_KEYS, Recipe, load_recipe
+from synergic.recipe import Recipe, load_recipe
+from synergic.rundir import RESULT_NEUTRAL_KEYS  # shared with resume: never change results
 
 __all__ = [
     "GridAxis",
@@ -59,20 +60,6 @@ __all__ = [
 #: The test metrics a summary (and a report) shows, in the order of the paper's Table 1 plus the
 #: trapezoid AP (see docs/metrics.md).
 REPORTED_METRICS: tuple[str, ...] = ("ap", "ap_trapezoid", "accuracy", "auc")
-
-#: Recipe keys that do not change what a run computes: where files live, how fast it goes, how
-#: often it logs. Two runs that differ only in these are the same experiment.
-RESULT_NEUTRAL_KEYS: tuple[str, ...] = (
-    *NOT_RUN_DEFINING_KEYS,
-    "train.device",
-    "train.num_workers",
-    "train.eval_batch_size",
-    "train.checkpoint_every",
-    "train.log_every",
-    "train.eval_every",
-)
-
-_COMPARED_SECTIONS = ("seed", "data", "model", "train")
 
 # Characters kept in a cell's folder name; anything else (a "/" in a path value, spaces, quotes)
 # becomes "_" so that a value can never escape the sweep folder.
@@ -282,9 +269,10 @@ def run_state(run_dir: str | os.PathLike[str]) -> str:
 
 
 def _same_experiment(saved: Recipe, wanted: Recipe) -> list[str]:
-    from synergic.recipe import recipe_differences
+    # The same rule as resume: a finished cell is kept exactly when it could have been resumed.
+    from synergic.rundir import absolute_paths, identity_differences
 
-    return recipe_differences(saved, wanted, keys=_COMPARED_SECTIONS, ignore=RESULT_NEUTRAL_KEYS)
+    return identity_differences(saved, absolute_paths(wanted))
 
 
 def run_sweep(
@@ -496,9 +484,24 @@ def write_summary(summary: Mapping[str, Any], output: str | os.PathLike[str]) ->
 
     output = Path(output)
     json_path, md_path = output / "summary.json", output / "summary.md"
+    # The recipe path, overrides and grid values may be file names that are not UTF-8 (\xNN).
+    summary = _printable(summary)
     write_text_atomically(json_path, json.dumps(json_safe(dict(summary)), indent=2) + "\n")
     write_text_atomically(md_path, summary_markdown(summary))
     return json_path, md_path
+
+
+def _printable(value: Any) -> Any:
+    """``value`` with every string (keys too) as :func:`synergic.data.names.printable_name`."""
+    from synergic.data.names import printable_name
+
+    if isinstance(value, str):
+        return printable_name(value)
+    if isinstance(value, Mapping):
+        return {_printable(k): _printable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_printable(v) for v in value]
+    return value
 
 
 def summary_markdown(summary: Mapping[str, Any]) -> str:

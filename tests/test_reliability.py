@@ -284,11 +284,14 @@ def tiny(finished_once, tmp_path) -> Path:
 
 
 def test_checkpoints_record_the_version_and_the_recipe(finished_run):
-    from synergic.recipe import load_recipe, recipe_hash
+    from synergic.recipe import load_recipe
+    from synergic.rundir import identity_hash, read_run_record
 
     state = torch.load(finished_run / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
     assert state["synergic_version"] == synergic.__version__
-    assert state["metadata"]["recipe_hash"] == recipe_hash(load_recipe(finished_run / "recipe.yaml"))
+    identity = identity_hash(load_recipe(finished_run / "recipe.yaml"))
+    assert state["metadata"]["recipe_hash"] == identity == read_run_record(finished_run)["identity"]
+    assert state["metadata"]["data_fingerprint"] == read_run_record(finished_run)["data_fingerprint"]
     assert state["metadata"]["recipe"]["model"]["head"]["hidden"] == 16
     assert set(state) >= {"model", "optimizer", "scaler", "rng", "step", "validation_history"}
     assert set(state["rng"]) >= {"torch", "numpy", "python"}
@@ -298,23 +301,55 @@ def test_checkpoints_record_the_version_and_the_recipe(finished_run):
 @pytest.mark.parametrize(
     ("overrides", "named"),
     [
-        (["seed=1"], "seed"),
+        (["seed=1"], "seed (0 -> 1)"),
         (["model.head.hidden=32", "model.synergic_head.options.hidden=8"],
-         "model.head.hidden, model.synergic_head.options.hidden"),
-        (["data.image_size=48", "train.iterations=8"], "data.image_size"),
+         "model.head.hidden (16 -> 32), model.synergic_head.options.hidden (16 -> 8)"),
+        (["data.image_size=48", "train.iterations=8"], "data.image_size (32 -> 48)"),
+        # The training section defines the run too: the weights must come from one recipe.
+        (["train.optimizer.lr=0.5"], "train.optimizer.lr (0.01 -> 0.5)"),
+        (["train.synergic_weight=0.5"], "train.synergic_weight (3.0 -> 0.5)"),
+        (["train.sampler=random"], 'train.sampler.name ("balanced" -> "random")'),
+        (["train.batch_size=6"], "train.batch_size (4 -> 6)"),
+        (["train.lr_schedule.gamma=0.5"], "train.lr_schedule.gamma (0.0001 -> 0.5)"),
+        (["train.select=last"], 'train.select ("auto" -> "last")'),
     ],
 )
-def test_resume_with_a_changed_seed_model_or_data_is_refused_naming_the_keys(
-    finished_run, tiny, capsys, overrides, named
+@pytest.mark.parametrize("command", ["run --resume", "resume"])
+def test_resume_with_a_result_affecting_change_is_refused_naming_the_keys(
+    finished_run, tiny, capsys, overrides, named, command
 ):
-    before = (finished_run / "metrics.json").read_bytes()
-    args = ["run", tiny, "--output", finished_run, "--resume"]
+    before = {p.name: p.read_bytes() for p in finished_run.iterdir() if p.is_file()}
+    if command == "resume":
+        args = ["resume", finished_run]
+    else:
+        args = ["run", tiny, "--output", finished_run, "--resume"]
     code, _, err = invoke(args + [f"--set={o}" for o in overrides], capsys)
     line = error_line(err)
     assert code == 1
-    assert f"differs from the run's {finished_run / 'recipe.yaml'} in keys that define the run: {named};" in line
-    assert "train.iterations" not in line  # not a run-defining key
-    assert (finished_run / "metrics.json").read_bytes() == before  # nothing was touched
+    assert f"cannot resume {finished_run}: the recipe differs from the run's in {named};" in line
+    assert "train.iterations" not in line  # extending is allowed
+    assert err.count("error:") == 1 and "Traceback" not in err, err
+    # Nothing was touched: recipe.yaml still names the recipe that made the weights.
+    assert {p.name: p.read_bytes() for p in finished_run.iterdir() if p.is_file()} == before
+
+
+@pytest.mark.parametrize(
+    "override", ["train.device=cpu", "train.eval_every=2", "train.log_every=2",
+                 "train.checkpoint_every=3", "train.num_workers=0", "train.eval_batch_size=4",
+                 "name=renamed", "data.cache=true"],
+)
+def test_resume_with_a_result_neutral_change_is_allowed(finished_run, capsys, override):
+    code, _, err = invoke(["resume", finished_run, "--set", override], capsys)
+    assert code == 0, err
+
+
+def test_extending_a_cosine_schedule_is_refused(tmp_path, tiny, capsys):
+    run_dir = tmp_path / "cosine"
+    code, _, err = invoke(["run", tiny, "--output", run_dir, "--set=train.lr_schedule=cosine"], capsys)
+    assert code == 0, err
+    code, _, err = invoke(["resume", run_dir, "--set", "train.iterations=10"], capsys)
+    assert code == 1
+    assert "cosine learning-rate schedule depends on the total (6)" in error_line(err)
 
 
 def test_raising_iterations_extends_a_finished_run(finished_run, tiny, tmp_path, capsys):
@@ -333,6 +368,14 @@ def test_raising_iterations_extends_a_finished_run(finished_run, tiny, tmp_path,
     assert code == 0, err
     assert (direct / "predictions.csv").read_bytes() == (finished_run / "predictions.csv").read_bytes()
     assert log_rows(direct) == log_rows(finished_run)
+    extended, uninterrupted = (load_checkpoint(d / "checkpoints" / "last.pt") for d in (finished_run, direct))
+    for key, value in uninterrupted["model"].items():
+        assert torch.equal(value, extended["model"][key]), key
+    # run.json records the extension.
+    from synergic.rundir import read_run_record
+
+    history = read_run_record(finished_run)["iterations_history"]
+    assert [(h["iterations"], h["from_step"]) for h in history] == [(6, 0), (10, 6)]
 
 
 def test_lowering_iterations_below_the_saved_step_is_refused(finished_run, capsys):

@@ -7,6 +7,8 @@ import numbers
 from collections import Counter
 from collections.abc import Sequence
 
+import numpy as np
+
 from synergic.errors import SynergicError
 
 
@@ -15,12 +17,17 @@ def stratified_split(
 ) -> tuple[list[int], list[int]]:
     """Split indices ``0..len(labels)-1`` into ``(train, val)``, keeping class proportions.
 
-    About ``fraction`` of the images go to validation, drawn per class with scikit-learn's
-    ``train_test_split(stratify=...)`` so that the same ``seed`` always gives the same split.
-    Every class keeps at least one training image: a class with a single image stays in train,
-    and a class the draw would have emptied gets one image back. When the validation set is too
-    small to hold one image of every class, it is drawn without stratification.
-    ``fraction=0`` puts everything in train. Both lists come back sorted.
+    Each class with at least 2 images gives ``round(fraction * n)`` of its ``n`` images to
+    validation, but never fewer than 1 and never all of them: every such class is represented in
+    both splits, so validation AP and AUC are defined even for a rare class (2 malignant among
+    38 images at ``fraction=0.2`` gives 1 malignant to validation, where a proportional draw gives
+    none). A class with a single image stays in train (see :func:`unrepresentable_classes`).
+    The images of each class are drawn with ``numpy.random.default_rng(seed)``, class by class
+    in label order, so the same ``seed`` always gives the same split. ``fraction=0`` puts
+    everything in train. Both lists come back sorted.
+
+    Raises:
+        SynergicError: ``fraction`` is not a number in [0, 1).
     """
     if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real):
         raise SynergicError(f"validation fraction must be a number in [0, 1), got {fraction!r}")
@@ -28,32 +35,27 @@ def stratified_split(
         raise SynergicError(f"validation fraction must be in [0, 1), got {fraction}")
     labels = [int(label) for label in labels]
     everything = list(range(len(labels)))
-    counts = Counter(labels)
-    # A class with one image cannot give one to validation and keep one for training.
-    pool = [index for index in everything if counts[labels[index]] >= 2]
-    pool_classes = len({labels[index] for index in pool})
-    # Leave at least one image of each class in train: that caps the validation size.
-    val_size = min(math.ceil(fraction * len(pool)), len(pool) - pool_classes)
-    if fraction == 0.0 or val_size <= 0:
+    if fraction == 0.0:
         return everything, []
+    rng = np.random.default_rng(seed)
+    by_class: dict[int, list[int]] = {}
+    for index, label in enumerate(labels):
+        by_class.setdefault(label, []).append(index)
+    val: list[int] = []
+    for label in sorted(by_class):
+        members = by_class[label]
+        if len(members) < 2:
+            continue
+        # Half up, not Python's round-half-to-even: 2.5 images -> 3 whatever the class.
+        wanted = min(len(members) - 1, max(1, math.floor(fraction * len(members) + 0.5)))
+        chosen = rng.permutation(len(members))[:wanted]
+        val.extend(members[int(i)] for i in chosen)
+    val_set = set(val)
+    return [i for i in everything if i not in val_set], sorted(val)
 
-    from sklearn.model_selection import train_test_split
 
-    pool_labels = [labels[index] for index in pool]
-    can_stratify = val_size >= pool_classes and len(pool) - val_size >= pool_classes
-    train_part, val_part = train_test_split(
-        pool,
-        test_size=val_size,
-        random_state=seed,
-        shuffle=True,
-        stratify=pool_labels if can_stratify else None,
-    )
-    val = sorted(int(index) for index in val_part)
-    train_set = set(everything) - set(val)
-    # Rounding in the stratified draw (or no stratification) can empty a class of training images.
-    for label in sorted(counts):
-        if not any(labels[index] == label for index in train_set):
-            back = next(index for index in val if labels[index] == label)
-            val.remove(back)
-            train_set.add(back)
-    return sorted(train_set), val
+def unrepresentable_classes(labels: Sequence[int]) -> list[int]:
+    """Labels with fewer than 2 images: a carved validation split cannot hold them, since a
+    class must keep a training image."""
+    counts = Counter(int(label) for label in labels)
+    return sorted(label for label, count in counts.items() if count < 2)

@@ -46,10 +46,28 @@ def test_every_class_keeps_a_training_image(fraction, seed):
     assert {labels[i] for i in train} == {0, 1, 2, 3}
 
 
-def test_validation_too_small_to_stratify_still_splits():
+def test_a_small_fraction_still_gives_validation_every_class():
     labels = [0] * 5 + [1] * 5
     train, val = stratified_split(labels, 0.1, seed=3)
-    assert len(val) == 1 and len(train) == 9
+    assert len(val) == 2 and len(train) == 8
+    assert {labels[i] for i in val} == {0, 1}
+
+
+def test_two_of_38_malignant_gives_validation_both_classes():
+    # The reported case: a proportional draw at 0.2 gives validation no malignant image, so
+    # validation AP is NaN at every evaluation and no best.pt is ever written.
+    labels = [0] * 36 + [1] * 2
+    for seed in range(10):
+        train, val = stratified_split(labels, 0.2, seed=seed)
+        assert Counter(labels[i] for i in val) == {0: 7, 1: 1}
+        assert Counter(labels[i] for i in train) == {0: 29, 1: 1}
+
+
+def test_unrepresentable_classes_are_the_single_image_ones():
+    from synergic.data.splits import unrepresentable_classes
+
+    assert unrepresentable_classes([0, 0, 1, 2, 2, 3]) == [1, 3]
+    assert unrepresentable_classes([0, 0, 1, 1]) == []
 
 
 def test_only_singletons_means_no_validation():
