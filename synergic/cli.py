@@ -126,33 +126,48 @@ def run(recipe: str, overrides, output: Path | None, resume: bool, overwrite: bo
     """Train and evaluate RECIPE (a YAML file or a built-in recipe name)."""
     from synergic.training import distributed
 
-    loaded = _load(recipe, overrides)
-    if resume and output is None:
-        raise SynergicError("--resume needs --output: the run directory to continue")
+    debug = click.get_current_context().find_root().obj["debug"]
     if devices > 1 and not distributed.launched_by_torchrun():
+        loaded = _load(recipe, overrides)
+        if resume and output is None:
+            raise SynergicError("--resume needs --output: the run directory to continue")
         output = output or _default_output(loaded.name)
-        arguments = ["run", recipe, *(f"--set={o}" for o in overrides), f"--output={output}"]
-        arguments += ["--resume"] * resume + ["--overwrite"] * overwrite
-        sys.exit(_launch_distributed(devices, arguments))
-    if distributed.launched_by_torchrun():
-        info = distributed.init_distributed(loaded.train.device)
-        # Every rank must write to (and rank 0 create) the same directory.
-        output = distributed.broadcast_object(output or _default_output(loaded.name))
-        if not info.is_main:
-            from synergic.experiment import run as run_experiment
+        arguments = ["--debug"] * debug + ["run", recipe, *(f"--set={o}" for o in overrides)]
+        arguments += [f"--output={output}"] + ["--resume"] * resume + ["--overwrite"] * overwrite
+        _launch_distributed(devices, arguments, loaded, output, resume=resume, overwrite=overwrite)
+        return
+    # A process of --devices N reports its error to the launcher, which shows it once.
+    with distributed.errors_reported_to_launcher(enabled=not debug):
+        loaded = _load(recipe, overrides)
+        if resume and output is None:
+            raise SynergicError("--resume needs --output: the run directory to continue")
+        if distributed.launched_by_torchrun():
+            info = distributed.init_distributed(loaded.train.device)
+            # Every rank must write to (and rank 0 create) the same directory.
+            output = distributed.broadcast_object(output or _default_output(loaded.name))
+            if not info.is_main:
+                from synergic.experiment import run as run_experiment
 
-            run_experiment(loaded, output, resume=resume, overwrite=overwrite)
-            return
-    _run(loaded, output or _default_output(loaded.name), resume=resume, overwrite=overwrite)
+                run_experiment(loaded, output, resume=resume, overwrite=overwrite)
+                return
+        _run(loaded, output or _default_output(loaded.name), resume=resume, overwrite=overwrite)
 
 
-def _launch_distributed(devices: int, arguments: list[str]) -> int:
-    """``torchrun --standalone --nproc-per-node N -m synergic ARGS``; its exit status."""
-    import subprocess
+def _launch_distributed(devices: int, arguments: list[str], recipe, output: Path, *,
+                        resume: bool, overwrite: bool) -> None:
+    """Check everything a user can get wrong here, once, then run ``synergic ARGUMENTS`` in
+    ``devices`` processes (torchrun); a failure is raised as one :class:`SynergicError`."""
+    import warnings
 
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc-per-node={devices}", "-m", "synergic", *arguments]
-    return subprocess.call(command)
+    from synergic.experiment import run as run_experiment
+    from synergic.training import distributed
+
+    distributed.check_batch(recipe.train.batch_size, distributed.Distributed(0, devices))
+    distributed.check_processes(devices, recipe.train.device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # rank 0 gives the run's warnings again
+        run_experiment(recipe, output, resume=resume, overwrite=overwrite, check_only=True)
+    distributed.launch(devices, arguments)
 
 
 @cli.command()
@@ -192,7 +207,7 @@ def _run(recipe, output: Path, *, resume: bool, overwrite: bool) -> None:
     try:
         result = run_experiment(
             recipe, output, resume=resume, overwrite=overwrite, progress=True,
-            callbacks=[display], on_stage=stage,
+            callbacks=[display], on_stage=stage, on_info=lambda line: console.print(line, markup=False),
         )
     except TrainingInterrupted as stop:
         display.__exit__(None, None, None)
@@ -205,15 +220,27 @@ def _run(recipe, output: Path, *, resume: bool, overwrite: bool) -> None:
     out.print(f"run directory: {result.run_dir}  ({time.perf_counter() - started:.0f} s)")
 
 
+checkpoint_option = click.option(
+    "--checkpoint", type=click.Choice(["selected", "last", "best"]), default="selected",
+    show_default=True,
+    help="selected: the model the run reports (metrics.json 'selected'); last or best: that file.",
+)
+
+
 @cli.command(name="eval")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True)
-@click.option("--checkpoint", type=click.Choice(["last", "best"]), default="last", show_default=True)
-def eval_command(run_dir: Path, split: str, checkpoint: str) -> None:
-    """Re-evaluate a trained run from its checkpoint."""
+@checkpoint_option
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a key that does not change what the run computes, e.g. "
+              "data.root=/new/place (the data moved) or train.device=cpu. Repeatable.")
+def eval_command(run_dir: Path, split: str, checkpoint: str, overrides) -> None:
+    """Re-evaluate a trained run from its checkpoint (by default the one it reports)."""
+    from synergic.rundir import resolve_checkpoint
     from synergic.serving import evaluate_run
 
-    metrics = evaluate_run(run_dir, split=split, checkpoint=checkpoint)
+    checkpoint = resolve_checkpoint(run_dir, checkpoint)
+    metrics = evaluate_run(run_dir, split=split, checkpoint=checkpoint, overrides=overrides)
     _console().print(_metrics_table({"test": metrics["aggregate"], "test_components": metrics["components"]},
                                     f"{split} metrics of {run_dir} ({checkpoint}.pt)"))
 
@@ -223,22 +250,40 @@ def eval_command(run_dir: Path, split: str, checkpoint: str) -> None:
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the predictions as CSV here instead of printing them.")
-@click.option("--checkpoint", type=click.Choice(["last", "best"]), default="last", show_default=True)
-def predict(run_dir: Path, images, output: Path | None, checkpoint: str) -> None:
-    """Classify IMAGES (files or folders) with the trained run in RUN_DIR."""
+@checkpoint_option
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a key that does not change what the run computes, e.g. "
+              "train.device=cpu. Repeatable.")
+def predict(run_dir: Path, images, output: Path | None, checkpoint: str, overrides) -> None:
+    """Classify IMAGES (files or folders) with the trained run in RUN_DIR.
+
+    Prints CSV with the header image,<class>...,prediction: UTF-8, a name holding a comma, quote
+    or line break in double quotes, bytes that are not UTF-8 as \\xNN (as in predictions.csv).
+    """
+    import csv
+    import io
+
+    from synergic.data.names import printable_name
     from synergic.serving import predict_images
 
-    classes, rows = predict_images(run_dir, list(images), checkpoint=checkpoint)
-    lines = ["image," + ",".join(classes) + ",prediction"]
+    from synergic.rundir import resolve_checkpoint
+
+    checkpoint = resolve_checkpoint(run_dir, checkpoint)
+    classes, rows = predict_images(run_dir, list(images), checkpoint=checkpoint, overrides=overrides)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["image", *classes, "prediction"])
     for path, probabilities in rows:
         best = max(range(len(classes)), key=lambda k: probabilities[k])
-        lines.append(f"{path}," + ",".join(f"{p:.6f}" for p in probabilities) + f",{classes[best]}")
-    text = "\n".join(lines) + "\n"
+        writer.writerow([printable_name(path), *(f"{p:.6f}" for p in probabilities), classes[best]])
+    text = buffer.getvalue()
     if output:
         from synergic.experiment import write_text_atomically
 
         write_text_atomically(output, text)
-        _console(stderr=True).print(f"{len(rows)} predictions written to {output}")
+        _console(stderr=True).print(
+            f"{len(rows)} predictions written to {printable_name(output)}", markup=False
+        )
     else:
         click.echo(text, nl=False)
 
@@ -298,10 +343,21 @@ def recipe() -> None:
 @click.argument("recipe_file", metavar="RECIPE")
 @set_option
 def show(recipe_file: str, overrides) -> None:
-    """Print the resolved RECIPE (every default written out) as YAML."""
+    """Print the resolved RECIPE (every default written out) as YAML.
+
+    A first comment line says which pretrained weights the backbone name resolves to (timm's
+    tag, e.g. resnet50 -> resnet50.a1_in1k); the output stays a recipe `synergic run` accepts.
+    """
+    from synergic.models.backbones import describe_backbone, resolved_backbone
     from synergic.recipe import recipe_to_yaml
 
-    click.echo(recipe_to_yaml(_load(recipe_file, overrides)), nl=False)
+    loaded = _load(recipe_file, overrides)
+    backbone = loaded.model.backbone
+    resolved = resolved_backbone(
+        backbone.name, pretrained=backbone.pretrained, weights=backbone.weights
+    )
+    click.echo(f"# model.backbone: {describe_backbone(resolved)}")
+    click.echo(recipe_to_yaml(loaded), nl=False)
 
 
 @recipe.command()
@@ -383,9 +439,13 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:
 def main(argv=None) -> None:
     import warnings
 
+    from synergic.data.names import printable_streams
+
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     if not debug:
         warnings.formatwarning = _format_warning
+    # A path that is not UTF-8 (given on the command line, found in a folder) prints as \xNN.
+    printable_streams(sys.stdout, sys.stderr)
     try:
         _register_plugin_commands()
         cli.main(args=argv, prog_name="synergic", standalone_mode=False)

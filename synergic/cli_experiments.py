@@ -173,14 +173,19 @@ def report(paths, output: Path, metric: str, paper: bool) -> None:
     Example:
       synergic report runs/lambda runs/components --output runs/report.md
     """
+    from rich.markup import escape
+
+    from synergic.data.names import printable_name
     from synergic.report import write_report
     from synergic.sweep import check_metric_name
 
     check_metric_name(metric, option="--metric")
     result = write_report(list(paths), output, paper=paper, metric=metric)
     console = _console()
-    console.print(f"report: {result.path} ({len(result.groups)} rows)")
+    # soft_wrap: a long path stays on one line, to be copied whole
+    console.print(f"report: {printable_name(result.path)} ({len(result.groups)} rows)",
+                  markup=False, soft_wrap=True)
     for name, path in result.figures.items():
-        console.print(f"  {name}: {path}")
+        console.print(f"  {name}: {printable_name(path)}", markup=False, soft_wrap=True)
     for note in result.notes:
-        console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
+        console.print(f"[yellow]note:[/] {escape(printable_name(note))}", soft_wrap=True)

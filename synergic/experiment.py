@@ -189,8 +189,13 @@ def split_table(
 ) -> dict[str, tuple[list[str], list[int]]]:
     """``{"train": (ids, labels), "val": ..., "test": ...}`` as the run will use them (a carved
     validation split taken out of train); ``val`` is absent when there is none."""
+    from synergic.data.names import printable_name
+
+    def names(dataset) -> list[str]:  # a plugin's ids may be file names that are not UTF-8
+        return [printable_name(str(image_id)) for image_id in dataset.ids]
+
     train_set, validation_set, test_set = datasets
-    ids, labels = list(train_set.ids), [int(label) for label in train_set.labels]
+    ids, labels = names(train_set), [int(label) for label in train_set.labels]
     table: dict[str, tuple[list[str], list[int]]] = {}
     if carved is not None:
         keep, held_out = carved
@@ -199,8 +204,8 @@ def split_table(
     else:
         table["train"] = (ids, labels)
         if validation_set is not None:
-            table["val"] = (list(validation_set.ids), [int(x) for x in validation_set.labels])
-    table["test"] = (list(test_set.ids), [int(x) for x in test_set.labels])
+            table["val"] = (names(validation_set), [int(x) for x in validation_set.labels])
+    table["test"] = (names(test_set), [int(x) for x in test_set.labels])
     return table
 
 
@@ -315,7 +320,8 @@ def write_results(run_dir: Path, classes: list[str], test_ids: list[str], evalua
     ids = [printable_name(i) for i in test_ids]
     probabilities = evaluation.probabilities.double().tolist()
     write_text_atomically(run_dir / "predictions.csv", csv_text(
-        [["image", *names], *([image_id, *map(float, row)] for image_id, row in zip(ids, probabilities))]
+        [["image", *names], *([image_id, *map(float, row)] for image_id, row
+                              in zip(ids, probabilities))]
     ))
     # The ground truth beside the predictions, so reports can draw curves without the data set.
     write_text_atomically(run_dir / "test_labels.csv", csv_text(
@@ -406,12 +412,15 @@ def run(
     callbacks: Sequence[object] = (),
     on_stage: Callable[[str], None] | None = None,
     on_info: Callable[[str], None] | None = None,
-) -> RunResult:
+    check_only: bool = False,
+) -> RunResult | None:
     """Train and evaluate ``recipe``, writing the run directory ``run_dir`` (see
     :mod:`synergic.rundir` for its files).
 
     ``on_stage(message)`` is called as each stage starts; ``on_info(line)`` with facts the user
-    should see before training (the classes, the data record).
+    should see before training (the classes, the data record). ``check_only`` returns None after
+    the checks of everything a user can get wrong, before any image is decoded (``synergic run
+    --devices N`` runs them once before starting its processes).
     """
     import warnings
 
@@ -444,6 +453,12 @@ def run(
     classes = list(datasets[0].classes)
     carved = carve_validation(recipe, datasets[0], has_validation=datasets[1] is not None)
     splits = split_table(datasets, carved)
+    if recipe.train.select == "best" and "val" not in splits:
+        raise SynergicError(
+            "train.select is 'best' but the run has no validation split to select on: set "
+            "data.validation_fraction > 0 (or give the data set a validation split), or "
+            "train.select: last"
+        )
     record = data_record(classes, splits)
     if checkpoint is not None:
         saved_fingerprint = (checkpoint.get("metadata") or {}).get("data_fingerprint")
@@ -462,6 +477,8 @@ def run(
     )
     inform(f"backbone: {describe_backbone(backbone)}")
     preprocessing = build_preprocessing(recipe, model)
+    if check_only:
+        return None
     stage("preparing data")
     if not info.is_main:
         distributed.barrier()  # rank 0 decodes into the disk cache first, the others read it
@@ -567,11 +584,8 @@ def evaluate_selected(trainer, recipe: Recipe, data: PreparedData, run_dir: Path
     history = {entry["step"]: entry for entry in state.validation_history}
     extra: dict[str, Any] = {}
     want = selected_checkpoint(recipe, data.validation is not None)
-    if want == "best" and data.validation is None:
-        raise SynergicError(
-            "train.select is 'best' but the run has no validation split: set "
-            "data.validation_fraction > 0, or train.select: last"
-        )
+    if want == "best" and data.validation is None:  # run() refuses this before training
+        raise SynergicError("train.select is 'best' but the run has no validation split")
     if want == "best" and state.best_step is None:
         warnings.warn(
             "train.select is 'best' but validation AP was never finite (a validation split "

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from synergic.data.names import printable_name
 from synergic.errors import SynergicError
 from synergic.recipe import Recipe, load_recipe, recipe_differences
 from synergic.sweep import REPORTED_METRICS, RESULT_NEUTRAL_KEYS, format_stat, mean_std, value_at
@@ -89,9 +90,9 @@ def training_seconds(run_dir: str | os.PathLike[str], log_every: int) -> float |
     """
     path = Path(run_dir) / "log.csv"
     try:
-        with path.open(newline="") as handle:
+        with path.open(newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
-    except FileNotFoundError:
+    except (FileNotFoundError, UnicodeDecodeError, csv.Error):
         return None
     try:
         seconds = [float(row["seconds_per_step"]) for row in rows]
@@ -315,12 +316,7 @@ def read_test_labels(run: ReportRun, _cache: dict | None = None) -> tuple[np.nda
     """
     classes = list(run.metrics.get("classes") or [])
     path = run.run_dir / "predictions.csv"
-    try:
-        with path.open(newline="") as handle:
-            rows = list(csv.reader(handle))
-    except FileNotFoundError:
-        raise SynergicError(f"{run.run_dir} has no predictions.csv") from None
-    header, body = rows[0], [r for r in rows[1:] if r]
+    header, body = _read_csv(path, missing=f"{run.run_dir} has no predictions.csv")
     if not classes:
         classes = [c for c in header[1:] if c != "label"]
     try:
@@ -328,13 +324,23 @@ def read_test_labels(run: ReportRun, _cache: dict | None = None) -> tuple[np.nda
     except ValueError:
         raise SynergicError(f"{path}: its header {header} lacks the classes {classes}") from None
     ids = [r[0] for r in body]
-    probabilities = np.array([[float(r[c]) for c in columns] for r in body], dtype=np.float64)
+    try:
+        probabilities = np.array([[float(r[c]) for c in columns] for r in body], dtype=np.float64)
+    except ValueError as error:
+        raise SynergicError(f"{path}: a probability is not a number ({error}): restore the file "
+                            "from the run or rerun it") from None
     if "label" in header and "label" not in classes:
         column = header.index("label")
         by_id = {r[0]: r[column] for r in body}
     elif (run.run_dir / "test_labels.csv").is_file():
-        with (run.run_dir / "test_labels.csv").open(newline="") as handle:
-            by_id = {r["image"]: r["label"] for r in csv.DictReader(handle)}
+        labels_path = run.run_dir / "test_labels.csv"
+        labels_header, labels_body = _read_csv(labels_path)
+        if labels_header[:2] != ["image", "label"]:
+            raise SynergicError(
+                f"{labels_path}: its header is {labels_header}, expected image,label: "
+                "restore the file from the run, or delete it to take the labels from the data set"
+            )
+        by_id = {r[0]: r[1] for r in labels_body}
     else:
         by_id = _labels_from_dataset(run, _cache if _cache is not None else {})
     missing = [i for i in ids if i not in by_id]
@@ -342,17 +348,60 @@ def read_test_labels(run: ReportRun, _cache: dict | None = None) -> tuple[np.nda
         raise SynergicError(
             f"{run.run_dir}: no test label for image '{missing[0]}' (and {len(missing) - 1} more)"
         )
-    labels = np.array([_class_index(by_id[i], classes) for i in ids], dtype=np.int64)
+    try:
+        labels = np.array([_class_index(by_id[i], classes) for i in ids], dtype=np.int64)
+    except ValueError:
+        bad = next(by_id[i] for i in ids if not _is_class(by_id[i], classes))
+        raise SynergicError(
+            f"{run.run_dir}: test label {bad!r} is neither a class ({', '.join(classes)}) nor a "
+            "class index: restore test_labels.csv from the run"
+        ) from None
     return probabilities, labels
+
+
+def _read_csv(path: Path, missing: str | None = None) -> tuple[list[str], list[list[str]]]:
+    """``(header, rows)`` of a CSV file that synergic wrote; blank lines are skipped. Raises a
+    one-line :class:`SynergicError` for a file that is missing, not UTF-8, not CSV, empty, or
+    whose rows do not have as many fields as its header."""
+    redo = "rerun the run with this synergic, which quotes such names, or restore the file"
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = [row for row in csv.reader(handle, strict=True) if row]
+    except FileNotFoundError:
+        raise SynergicError(missing or f"{path} not found") from None
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise SynergicError(f"{path} is not a UTF-8 CSV file ({error}): {redo}") from None
+    if not rows:
+        raise SynergicError(f"{path} is empty: {redo}")
+    header, body = rows[0], rows[1:]
+    for number, row in enumerate(body, start=2):
+        if len(row) != len(header):
+            raise SynergicError(
+                f"{path}: row {number} has {len(row)} fields where the header has {len(header)} "
+                f"(an image name with an unquoted comma?): {redo}"
+            )
+    return header, body
+
+
+def _is_class(value: Any, classes: list[str]) -> bool:
+    try:
+        _class_index(value, classes)
+        return True
+    except ValueError:
+        return False
 
 
 def _class_index(value: Any, classes: list[str]) -> int:
     if isinstance(value, (int, np.integer)):
         return int(value)
-    text = str(value).strip()
-    if text in classes:
-        return classes.index(text)
-    return int(float(text))
+    text = str(value)
+    for name in (text, text.strip()):  # a class name may itself begin or end with a space
+        if name in classes:
+            return classes.index(name)
+    index = float(text)
+    if not index.is_integer() or not 0 <= index < len(classes):
+        raise ValueError(f"{text!r} is not a class index")
+    return int(index)
 
 
 def _labels_from_dataset(run: ReportRun, cache: dict) -> dict[str, int]:
@@ -361,7 +410,8 @@ def _labels_from_dataset(run: ReportRun, cache: dict) -> dict[str, int]:
         from synergic.experiment import open_datasets
 
         _, _, test = open_datasets(run.recipe)
-        cache[key] = {str(i): int(label) for i, label in zip(test.ids, test.labels)}
+        # printable_name: the ids as predictions.csv holds them (a plugin's ids may not be UTF-8)
+        cache[key] = {printable_name(str(i)): int(label) for i, label in zip(test.ids, test.labels)}
     return cache[key]
 
 
@@ -690,7 +740,8 @@ def write_report(
     if notes:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in notes]
     lines.append("")
-    _write_text(output, "\n".join(lines))
+    # Run folders and recipe values are file names: any that are not UTF-8 are written as \xNN.
+    _write_text(output, printable_name("\n".join(lines)))
     return Report(output, groups, figures, notes)
 
 

@@ -230,6 +230,22 @@ def apply_neutral_overrides(recipe: Recipe, overrides: Sequence[str], *, source:
     return absolute_paths(updated)
 
 
+def resolve_checkpoint(run_dir: Path, checkpoint: str) -> str:
+    """``"best"`` or ``"last"`` for ``checkpoint``; ``"selected"`` is the one the run reports
+    (``metrics.json``'s ``selected``; ``last`` for runs that do not record it)."""
+    if checkpoint != "selected":
+        return checkpoint
+    record = read_run_record(run_dir)
+    selected = record.get("selected") or {}
+    if not selected:
+        path = Path(run_dir) / "metrics.json"
+        try:
+            selected = json.loads(path.read_text(encoding="utf-8")).get("selected") or {}
+        except (OSError, ValueError):
+            selected = {}
+    return selected.get("checkpoint", "last")
+
+
 # -- the data record ----------------------------------------------------------------------------
 
 

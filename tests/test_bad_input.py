@@ -534,3 +534,271 @@ def test_images_of_every_kind_train_end_to_end(tmp_path, capsys):
     lines = (run_dir / "predictions.csv").read_text().splitlines()
     expected = sorted(f"{label}/{n}" for (split, label), ns in names.items() if split == "test" for n in ns)
     assert sorted(line.split(",")[0] for line in lines[1:]) == expected
+
+
+# -- weights from other trainers ------------------------------------------------------------------
+
+
+def write_marker(path):
+    Path(path).write_text("the weights file ran code")
+
+
+class RunsCodeWhenLoaded:
+    """Pickles as a call of write_marker: a plain ``torch.load`` of the file writes a file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (write_marker, (str(self.marker),))
+
+
+def test_a_weights_file_that_pickles_code_is_refused_before_training(tiny_recipe, tmp_path, capsys):
+    import timm
+    import torch
+
+    marker = tmp_path / "marker.txt"
+    weights = tmp_path / "checkpoint.pth.tar"
+    state = timm.create_model("test_efficientnet", num_classes=0).state_dict()
+    torch.save({"state_dict": state, "hook": RunsCodeWhenLoaded(marker)}, weights)
+    run_refused(
+        [tiny_recipe, "--set", f"model.backbone.weights={weights}"], capsys, tmp_path / "out",
+        f"weights file {weights} pickles {write_marker.__module__}.write_marker",
+        "re-save the state dict alone with torch.save(model.state_dict(), PATH)",
+    )
+    assert not marker.exists()
+
+
+def test_a_weights_key_the_checkpoint_lacks_is_refused_before_training(
+    tiny_recipe, tmp_path, capsys
+):
+    import argparse
+
+    import timm
+    import torch
+
+    weights = tmp_path / "last.pth.tar"
+    state = timm.create_model("test_efficientnet", num_classes=0).state_dict()
+    torch.save(
+        {"epoch": 3, "args": argparse.Namespace(model="test_efficientnet"), "state_dict": state,
+         "state_dict_ema": state},
+        weights,
+    )
+    run_refused(
+        [tiny_recipe, "--set", f"model.backbone.weights={weights}",
+         "--set", "model.backbone.weights_key=model_ema"],
+        capsys, tmp_path / "out",
+        "has no key 'model_ema'",
+        "set model.backbone.weights_key to one of state_dict, state_dict_ema",
+    )
+
+
+# -- files beside images, the same image twice, labels edited by people, ISIC nesting (issue 12) --
+
+
+def apple_double() -> bytes:
+    """A macOS AppleDouble sidecar: 4 KB that start with the bytes 00 05 16 07."""
+    return b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ".ljust(4096, b"\x00")
+
+
+def test_sidecars_beside_images_are_not_trained_on(folder_recipe, folder_data, tmp_path, capsys):
+    import csv
+
+    from synergic.data.listing import ImageListingWarning
+
+    for split in ("train", "test"):
+        for label in ("benign", "malignant"):
+            folder = folder_data / split / label
+            (folder / f"._{label}_0.png").write_bytes(apple_double())
+            (folder / "Thumbs.db").write_bytes(bytes(64))
+    (folder_data / "train" / "__MACOSX" / "benign").mkdir(parents=True)
+    (folder_data / "train" / "__MACOSX" / "benign" / "._benign_0.png").write_bytes(apple_double())
+    (folder_data / "test" / "benign" / "again").symlink_to(
+        folder_data / "test" / "benign", target_is_directory=True
+    )
+    run_dir = tmp_path / "run"
+    with pytest.warns(ImageListingWarning, match=r"benign/again is .*benign, reached twice"):
+        code, _, err = invoke(["run", folder_recipe, "--output", run_dir], capsys)
+    assert code == 0, err
+    with (run_dir / "predictions.csv").open(newline="") as handle:
+        images = sorted(row[0] for row in list(csv.reader(handle))[1:])
+    names = ("benign", "malignant")
+    assert images == sorted(f"{label}/{label}_{k}.png" for label in names for k in range(2))
+
+
+def test_csv_with_blank_labels(csv_data, tmp_path, capsys):
+    path = csv_data / "train.csv"
+    path.write_text(path.read_text().replace(",benign\n", ",\n", 2))
+    run_refused(
+        [csv_recipe(tmp_path, csv_data)], capsys, tmp_path / "out",
+        f"{path}: no label in column 'label' on lines 2, 3 (2 rows)", "remove the rows",
+    )
+
+
+def test_csv_with_a_label_in_two_spellings(csv_data, tmp_path, capsys):
+    path = csv_data / "train.csv"
+    text = path.read_text()
+    path.write_text(text.replace("malignant_1.png,malignant", "malignant_1.png,Malignant"))
+    run_refused(
+        [csv_recipe(tmp_path, csv_data)], capsys, tmp_path / "out",
+        f"{path}: label 'Malignant' on line 7 and 'malignant' on 3 rows differ only in letter case",
+        "(did you mean 'malignant'?)",
+    )
+
+
+def test_csv_row_naming_a_macos_sidecar(csv_data, tmp_path, capsys):
+    (csv_data / "._test_benign_0.png").write_bytes(apple_double())
+    with (csv_data / "test.csv").open("a") as handle:
+        handle.write("._test_benign_0.png,benign\n")
+    run_refused(
+        [csv_recipe(tmp_path, csv_data)], capsys, tmp_path / "out",
+        f"{csv_data / 'test.csv'} line 6: '._test_benign_0.png' is a macOS AppleDouble sidecar",
+        "remove the row",
+    )
+
+
+def test_class_folders_in_two_spellings(folder_recipe, folder_data, tmp_path, capsys):
+    (folder_data / "train" / "Benign").mkdir()
+    noise_image(seed=99).save(folder_data / "train" / "Benign" / "extra.png")
+    run_refused(
+        [folder_recipe], capsys, tmp_path / "out",
+        f"class folders {folder_data / 'train' / 'Benign'}/ (1 image) and",
+        "differ only in letter case or surrounding spaces (did you mean 'benign'?)",
+    )
+
+
+def test_a_class_folder_outside_the_classes_option(folder_recipe, folder_data, tmp_path, capsys):
+    run_refused(
+        [folder_recipe, "--set", "data.options.classes=[malignant, naevus]"], capsys,
+        tmp_path / "out",
+        "data.options.classes names 'naevus' but", "its class folders: benign, malignant",
+    )
+    run_refused(
+        [folder_recipe, "--set", "data.options.classes=[malignant]"], capsys, tmp_path / "out",
+        f"class folder {folder_data / 'train' / 'benign'} is not a class of data.options.classes",
+    )
+
+
+def test_one_image_in_two_class_folders(folder_recipe, folder_data, tmp_path, capsys):
+    (folder_data / "train" / "malignant" / "also.png").symlink_to(
+        folder_data / "train" / "benign" / "benign_1.png"
+    )
+    run_refused(
+        [folder_recipe], capsys, tmp_path / "out",
+        "are the same file (through a link) in two classes, 'benign' and 'malignant'",
+    )
+
+
+def test_isic_unpacked_one_folder_too_deep(isic_root, tmp_path, capsys):
+    folder = isic_root / "ISBI2016_ISIC_Part3_Training_Data"
+    nested = folder / folder.name
+    nested.mkdir()
+    for image in sorted(folder.glob("*.jpg")):
+        image.rename(nested / image.name)
+    run_refused(
+        [isic_recipe(tmp_path, isic_root)], capsys, tmp_path / "out",
+        f"the images were unpacked one folder too deep, into {nested}; move them up into {folder}",
+    )
+
+
+def test_isic_one_level_below_data_root(isic_root, tmp_path, capsys):
+    (isic_root.parent / "__MACOSX").mkdir()
+    run_refused(
+        [isic_recipe(tmp_path, isic_root.parent)], capsys, tmp_path / "out",
+        f"ISIC 2016 not found at {isic_root.parent}", f"set data.root to {isic_root}",
+    )
+
+
+# -- file names in outputs, and run files edited by hand (docs/data.md, "File names in outputs") --
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    """A finished tiny run; tests copy it before changing its files."""
+    from synergic.experiment import run
+    from synergic.recipe import load_recipe
+    from tiny_recipe import TINY_RECIPE
+
+    base = tmp_path_factory.mktemp("finished")
+    (base / "tiny.yaml").write_text(TINY_RECIPE)
+    run(load_recipe(base / "tiny.yaml"), base / "run")
+    return base / "run"
+
+
+def _edit_predictions(run_dir: Path) -> str:
+    """predictions.csv as a writer joining by hand wrote a name with a comma."""
+    lines = (run_dir / "predictions.csv").read_text().splitlines()
+    image, *rest = lines[1].split(",")
+    lines[1] = ",".join(["lesion 7, left arm.jpg", *rest])
+    (run_dir / "predictions.csv").write_text("\n".join(lines) + "\n")
+    return "row 2 has 4 fields where the header has 3"
+
+
+def _not_utf8(run_dir: Path) -> str:
+    path = run_dir / "predictions.csv"
+    path.write_bytes(path.read_bytes().replace(b"\n", b"\n\xff", 1))
+    return "is not a UTF-8 CSV file"
+
+
+def _labels_header(run_dir: Path) -> str:
+    path = run_dir / "test_labels.csv"
+    path.write_text(path.read_text().replace("image,label", "id,class", 1))
+    return "expected image,label"
+
+
+def _unknown_label(run_dir: Path) -> str:
+    path = run_dir / "test_labels.csv"
+    lines = path.read_text().splitlines()
+    lines[1] = lines[1].rsplit(",", 1)[0] + ",Melanoma?"
+    path.write_text("\n".join(lines) + "\n")
+    return "test label 'Melanoma?' is neither a class"
+
+
+def _not_a_number(run_dir: Path) -> str:
+    path = run_dir / "predictions.csv"
+    lines = path.read_text().splitlines()
+    lines[1] = lines[1].rsplit(",", 1)[0] + ",n/a"
+    path.write_text("\n".join(lines) + "\n")
+    return "a probability is not a number"
+
+
+@pytest.mark.parametrize("edit", [_edit_predictions, _not_utf8, _labels_header, _unknown_label,
+                                  _not_a_number])
+def test_report_on_run_files_edited_by_hand_notes_them(finished_run, tmp_path, capsys, edit):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    needle = edit(run_dir)
+    code, out, err = invoke(["report", run_dir, "--output", tmp_path / "report.md"], capsys)
+    assert code == 0 and "Traceback" not in err, err
+    notes = [line for line in out.splitlines() if line.startswith("note: ROC:")]
+    assert len(notes) == 1 and needle in notes[0], out
+    assert not (tmp_path / "report_roc.png").exists()
+
+
+def test_predict_names_files_of_any_name_in_its_csv(finished_run, tmp_path, capsys):
+    import csv
+    import os
+
+    folder = tmp_path / "new"
+    folder.mkdir()
+    names = [b"lesion 7, left arm.png", b'quote "x".png', b"=HYPERLINK(1).png"]
+    try:
+        os.close(os.open(os.fsencode(folder) + b"/probe \xff", os.O_WRONLY | os.O_CREAT))
+        os.remove(os.fsencode(folder) + b"/probe \xff")
+        names.append(b"old zip \xe9.png")
+    except OSError:
+        pass  # this filesystem holds UTF-8 names only
+    files = []
+    for k, name in enumerate(names):
+        path = os.fsdecode(os.fsencode(folder) + b"/" + name)
+        noise_image(seed=k).save(path, format="PNG")
+        files.append(path)
+    code, out, err = invoke(["predict", finished_run, *files], capsys)
+    assert code == 0, err
+    rows = list(csv.reader(out.splitlines(), strict=True))
+    from synergic.data.names import printable_name
+
+    assert [row[0] for row in rows[1:]] == [printable_name(f) for f in files]
+    assert all(len(row) == len(rows[0]) for row in rows)

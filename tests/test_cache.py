@@ -20,6 +20,7 @@ from synergic.data.cache import (
     decode_images,
     default_cache_dir,
 )
+from synergic.data.preprocess import Preprocessing
 from synergic.errors import SynergicError
 
 
@@ -96,8 +97,9 @@ def test_load_resized_is_preferred_to_indexing():
         def __getitem__(self, index):
             raise AssertionError("decode_images should use load_resized")
 
-        def load_resized(self, index, size, resample):
-            assert resample == "bilinear"
+        def load_resized(self, index, preprocessing):
+            assert preprocessing.resample == "bilinear"
+            size = preprocessing.image_size
             return Image.new("RGB", (size, size), (index, 2 * index, 3 * index))
 
     decoded = decode_images(Resizable(count=3), image_size=5, resample="bilinear")
@@ -150,7 +152,7 @@ def test_an_item_that_is_not_an_image_is_named():
         def __getitem__(self, index):
             return "not an image", 0
 
-    with pytest.raises(SynergicError, match=r"Strings\[0\] gave a str"):
+    with pytest.raises(SynergicError, match=r"Strings\[0\] is a str"):
         decode_images(Strings(), image_size=8)
 
 
@@ -348,8 +350,7 @@ def test_real_jpegs_through_file_image_dataset(tmp_path, monkeypatch):
     )
     store = tmp_path / "cache"
     first = cached_decode(data, image_size=16, resample="bicubic", cache_dir=store, num_workers=0)
-    expected = np.asarray(data.load_resized(2, 16, "bicubic"))
-    assert torch.equal(first[2], torch.from_numpy(expected.copy()).permute(2, 0, 1))
+    assert torch.equal(first[2], data.load_resized(2, Preprocessing(16, "bicubic")))
     _forbid_decoding(monkeypatch)
     assert torch.equal(
         cached_decode(data, image_size=16, resample="bicubic", cache_dir=store), first

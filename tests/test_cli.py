@@ -98,7 +98,7 @@ def test_run_writes_the_run_directory(tiny_run, _tiny_runs):
     files = sorted(p.relative_to(tiny_run).as_posix() for p in tiny_run.rglob("*") if p.is_file())
     assert files == [
         "checkpoints/best.pt", "checkpoints/last.pt", "log.csv", "metrics.json", "pr.png",
-        "predictions.csv", "recipe.yaml", "roc.png", "test_labels.csv",
+        "predictions.csv", "preprocessing.json", "recipe.yaml", "roc.png", "test_labels.csv",
     ]
     assert load_recipe(tiny_run / "recipe.yaml") == load_recipe(_tiny_runs["recipe"])
     output = _tiny_runs["output"]
@@ -279,8 +279,13 @@ def test_recipe_show_round_trips(tiny_recipe, tmp_path):
     assert invoke("recipe", "show", again).stdout == shown
     assert load_recipe(again) == load_recipe(tiny_recipe, ["train.iterations=9"])
 
-    paper = yaml.safe_load(invoke("recipe", "show", "isic2016_sdl2").stdout)
-    assert paper["model"]["backbone"]["name"] == "resnet50" and paper["model"]["components"] == 2
+    shown_paper = invoke("recipe", "show", "isic2016_sdl2").stdout
+    assert shown_paper.startswith(
+        "# model.backbone: resnet50.tv_in1k -> timm resnet50.tv_in1k, weights: hub\n"
+    )
+    paper = yaml.safe_load(shown_paper)
+    assert paper["model"]["backbone"]["name"] == "resnet50.tv_in1k"
+    assert paper["model"]["components"] == 2
     assert paper["train"]["iterations"] == 100_000 and paper["train"]["synergic_weight"] == 3.0
 
 

@@ -116,14 +116,14 @@ def test_draft_decoding_of_large_isic_jpegs_stays_close_to_full_decode(isic_samp
 
 def test_batched_augmentation_equals_torchvision_per_image(tmp_path):
     """Trainer's data path (gather, batched rotation + flips, normalise) against torchvision's
-    per-image transforms with the same angles and flips."""
+    per-image transforms with the same angles and flips (and torchvision's black fill)."""
     paths = write_images(tmp_path / "images", [(90, 70), (64, 64), (120, 50), (33, 80)])
     images = cached_decode(PILImages(paths), image_size=48, cache_dir=None)
     labels = torch.tensor([0, 1, 0, 1])
     model = build_model("test_efficientnet", num_classes=2, components=2, hidden=8)
     sampler = BalancedPairSampler(labels.tolist(), num_streams=2, batch_size=4, seed=3)
     trainer = Trainer(model, SynergicLoss(3.0), sampler, images, labels, mean=MEAN, std=STD,
-                      iterations=1, augmentation=Augmentation(), seed=3, device="cpu")
+                      iterations=1, augmentation=Augmentation(fill="zeros"), seed=3, device="cpu")
     indices = torch.tensor([3, 0, 2, 2])
     step, stream = 5, 1
     batched = trainer._stream_batch(indices, step, stream)
@@ -155,7 +155,9 @@ def test_trainer_step_equals_a_handwritten_sdl_step(components, augment):
     sampler = BalancedPairSampler(labels.tolist(), num_streams=components, batch_size=6, seed=1)
     trainer = Trainer(
         model, SynergicLoss(3.0), sampler, images, labels, mean=MEAN, std=STD, iterations=3,
-        optimizer=default_optimizer(model, lr=0.05), augmentation=Augmentation() if augment else None,
+        optimizer=default_optimizer(model, lr=0.05),
+        # the handwritten step fills rotated-in corners with zeros, like torchvision
+        augmentation=Augmentation(fill="zeros") if augment else None,
         seed=1, device="cpu",
     )
     optimizer = torch.optim.SGD(reference.parameters(), lr=0.05, foreach=True)

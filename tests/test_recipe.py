@@ -240,7 +240,7 @@ def test_unknown_keys_are_errors_with_a_suggestion(tmp_path, extra, expected):
         (
             "data.augment",
             "5",
-            "5 is not allowed: must be a mapping with keys rotation, hflip, vflip, or true/false",
+            "5 is not allowed: must be a mapping with keys rotation, hflip, vflip, fill, or true/false",
         ),
         (
             "train.sampler",
@@ -455,11 +455,12 @@ def test_each_built_in_recipe_names_registered_components(name):
 def test_the_isic2016_recipes_are_the_papers_table_1_rows(name, components, synergic_weight):
     recipe = load_recipe(name)
     assert (recipe.model.components, recipe.train.synergic_weight) == (components, synergic_weight)
-    # Apart from those two numbers (and the name) they are the paper's one setting, Sect. 3:
+    # Apart from those two numbers (and the name) they are the paper's one setting, Sect. 3, with
+    # the torchvision ImageNet weights pinned (timm's plain `resnet50` is its a1_in1k recipe):
     paper = Recipe(
         name=name,
         data={"dataset": "isic2016"},
-        model={"components": components},
+        model={"components": components, "backbone": {"name": "resnet50.tv_in1k"}},
         train={"synergic_weight": synergic_weight, "eval_every": 5000},
     )
     assert recipe_differences(paper, recipe) == []

@@ -167,3 +167,32 @@ def test_report_errors_are_one_line(tmp_path):
         write_report([tmp_path / "empty"], tmp_path / "r.html")
     result = CliRunner().invoke(cli, ["report", str(tmp_path / "empty"), "--metric", "apx"])
     assert result.exit_code != 0 and "did you mean 'ap'" in str(result.exception)
+
+
+@pytest.mark.parametrize("shown, drawn", [
+    (lambda label: str(label), True),                          # class indices
+    (lambda label: ["benign", "malignant"][label] + " ", True),  # a name with a stray space
+    (lambda label: "7", False),                                # no such class index
+    (lambda label: "1.5", False),
+])
+def test_test_labels_may_be_names_or_indices_and_nothing_else(tiny_recipe, tmp_path, shown, drawn):
+    import csv
+
+    from synergic.report import find_runs, read_test_labels
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    make_run(run_dir, tiny_recipe, [], seed=0, seconds_per_step=1.0, labels_file=True)
+    with (run_dir / "test_labels.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    names = ["benign", "malignant"]
+    with (run_dir / "test_labels.csv").open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([rows[0]] + [[i, shown(names.index(y))] for i, y in rows[1:]])
+    report = write_report([run_dir], tmp_path / "r.md", paper=False)
+    assert ("roc" in report.figures) is drawn, report.notes
+    if drawn:
+        run = find_runs([run_dir])[0][0]
+        _, labels = read_test_labels(run)
+        assert labels.tolist() == [names.index(y) for _, y in rows[1:]]
+    else:
+        assert len(report.notes) == 1 and "neither a class (benign, malignant)" in report.notes[0]

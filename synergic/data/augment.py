@@ -7,6 +7,12 @@ to the GPU once and is augmented there, so the data loader does no per-image wor
 The random numbers are always drawn on the CPU from the ``torch.Generator`` you pass, then moved to
 the batch's device: the same generator state gives the same augmentation on CPU and GPU, and a run
 seeded by (seed, epoch, step) repeats exactly.
+
+Only images turned by an angle that is not a multiple of 90 degrees are resampled (bilinear);
+the others are turned exactly (``torch.rot90``, or not at all), so an unrotated image keeps its
+pixels bit for bit. The corners a rotation brings in from outside the image are filled by
+mirroring the image (``fill="reflect"``, the default), by repeating its edge pixels
+(``"border"``) or with black (``"zeros"``): see :data:`FILL_MODES`.
 """
 
 from __future__ import annotations
@@ -19,6 +25,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from synergic.errors import SynergicError
+
+#: ``fill`` of :func:`augment_batch` -> ``padding_mode`` of :func:`torch.nn.functional.grid_sample`.
+#: ``reflect`` mirrors the image about its edges (OpenCV's ``BORDER_REFLECT``: the edge pixel is
+#: repeated once), ``border`` repeats the edge pixels outwards, ``zeros`` fills with black.
+FILL_MODES: dict[str, str] = {"reflect": "reflection", "border": "border", "zeros": "zeros"}
+DEFAULT_FILL = "reflect"
 
 
 def to_float01(images: Tensor) -> Tensor:
@@ -55,6 +67,7 @@ def augment_batch(
     rotation: float = 180.0,
     hflip: bool = True,
     vflip: bool = True,
+    fill: str = DEFAULT_FILL,
     shard: tuple[int, int] | None = None,
 ) -> Tensor:
     """Randomly rotate and flip each image of a batch.
@@ -64,9 +77,12 @@ def augment_batch(
             [0, 1]; its dtype is kept), on any device.
         generator: a CPU ``torch.Generator``; every random number comes from it.
         rotation: each image turns by an angle drawn uniformly from ``[-rotation, rotation]``
-            degrees (counter-clockwise as displayed), with bilinear interpolation and black
-            corners. 0 turns nothing.
+            degrees (counter-clockwise as displayed), with bilinear interpolation. 0 turns
+            nothing.
         hflip, vflip: mirror each image left-right / top-bottom with probability 0.5.
+        fill: what the corners brought in from outside the image show: ``"reflect"`` (the
+            image mirrored about its edges), ``"border"`` (its edge pixels repeated) or
+            ``"zeros"`` (black); one of :data:`FILL_MODES`.
         shard: ``(offset, total)``: ``images`` are images ``offset..offset+B-1`` of a batch of
             ``total``; the numbers are drawn for the whole batch and this shard's are used, so
             the ranks of a distributed run augment exactly as one process would.
@@ -74,6 +90,10 @@ def augment_batch(
     Returns:
         Floating-point ``[B, C, H, W]`` in [0, 1] on the images' device. With ``rotation=0`` and no
         flips it equals ``to_float01(images)`` exactly.
+
+    Raises:
+        SynergicError: images not ``[B, C, H, W]`` uint8 or floating point, a generator that is
+            not on the CPU, a negative or infinite ``rotation``, or an unknown ``fill``.
     """
     if images.ndim != 4:
         raise SynergicError(
@@ -88,6 +108,7 @@ def augment_batch(
         raise SynergicError(
             f"augment_batch: rotation must be a finite number of degrees >= 0, got {rotation!r}"
         )
+    _check_fill(fill)
     images = to_float01(images)
     offset, batch = shard if shard is not None else (0, images.shape[0])
     # Always draw all three, so switching one option off does not shift the others' numbers.
@@ -101,6 +122,7 @@ def augment_batch(
         angles if rotation > 0 else None,
         hflips if hflip else None,
         vflips if vflip else None,
+        fill=fill,
     )
 
 
@@ -109,14 +131,20 @@ def rotate_and_flip(
     angles: Tensor | None,
     hflips: Tensor | None,
     vflips: Tensor | None,
+    *,
+    fill: str = DEFAULT_FILL,
 ) -> Tensor:
     """The deterministic part of :func:`augment_batch`: given angles (degrees) and flip masks.
 
-    ``images`` is floating point ``[B, C, H, W]``; ``angles`` is ``[B]`` (None: no rotation);
-    ``hflips``/``vflips`` are bool ``[B]`` (None: no flip). Rotation comes first, then the flips.
+    ``images`` is floating point ``[B, C, H, W]``; ``angles`` is ``[B]`` (None: no rotation),
+    best on the CPU (angles on another device are copied back to find the exact ones);
+    ``hflips``/``vflips`` are bool ``[B]`` (None: no flip); ``fill`` is one of
+    :data:`FILL_MODES`. Rotation comes first, then the flips. An angle that is a multiple of 90
+    degrees turns its image exactly (no resampling; on a non-square image only multiples of 180).
     """
+    _check_fill(fill)
     if angles is not None:
-        images = _rotate(images, angles.to(device=images.device, non_blocking=True))
+        images = _rotate(images, angles, FILL_MODES[fill])
     if hflips is not None:
         mask = hflips.to(device=images.device, non_blocking=True).view(-1, 1, 1, 1)
         images = torch.where(mask, images.flip(-1), images)
@@ -126,9 +154,44 @@ def rotate_and_flip(
     return images
 
 
-def _rotate(images: Tensor, angles_degrees: Tensor) -> Tensor:
+def _check_fill(fill: str) -> None:
+    if fill not in FILL_MODES:
+        raise SynergicError(
+            f"augmentation fill {fill!r} is unknown: use one of {', '.join(FILL_MODES)} "
+            "(data.augment.fill)"
+        )
+
+
+def _rotate(images: Tensor, angles_degrees: Tensor, padding_mode: str) -> Tensor:
+    angles = angles_degrees.detach().to("cpu", torch.float64)
+    quarter_turns = angles / 90.0
+    exact = quarter_turns == quarter_turns.round()
+    turns = quarter_turns.round().remainder(4).long()
     height, width = images.shape[-2:]
-    radians = torch.deg2rad(angles_degrees.to(torch.float64))
+    if height != width:  # an odd number of quarter turns would swap height and width
+        exact &= turns % 2 == 0
+    if not bool(exact.any()):  # the usual case with random angles: one call for the batch
+        return _resample(images, angles, padding_mode)
+    if bool((exact & (turns == 0)).all()):
+        return images
+    rotated = torch.empty_like(images)
+    groups = [(~exact, None)] + [(exact & (turns == k), k) for k in range(4)]
+    for mask, k in groups:
+        if not bool(mask.any()):
+            continue
+        index = mask.nonzero().flatten().to(images.device, non_blocking=True)
+        subset = images.index_select(0, index)
+        if k is None:
+            subset = _resample(subset, angles[mask], padding_mode)
+        elif k:
+            subset = torch.rot90(subset, k, dims=(2, 3))
+        rotated.index_copy_(0, index, subset)
+    return rotated
+
+
+def _resample(images: Tensor, angles_degrees: Tensor, padding_mode: str) -> Tensor:
+    height, width = images.shape[-2:]
+    radians = torch.deg2rad(angles_degrees.to(device=images.device, non_blocking=True))
     cos, sin = torch.cos(radians), torch.sin(radians)
     # affine_grid maps each output pixel to where it samples the input, in coordinates normalised
     # to [-1, 1] per axis; the H/W factors keep the rotation rigid on non-square images. With y
@@ -140,4 +203,6 @@ def _rotate(images: Tensor, angles_degrees: Tensor) -> Tensor:
     theta[:, 1, 0] = sin * (width / height)
     theta[:, 1, 1] = cos
     grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return F.grid_sample(
+        images, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False
+    )

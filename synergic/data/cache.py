@@ -3,9 +3,10 @@
 Decoding a JPEG costs far more than a training step on a small image, and the paper's recipe
 resizes every image to a fixed size anyway. So a data set is decoded once into a ``uint8`` tensor
 ``[N, 3, S, S]`` (:func:`decode_images`), which training then indexes and augments on the device.
-:func:`cached_decode` also stores that tensor as ``<cache_dir>/<key>.npy`` so the next run loads it
-in a moment. The key changes whenever anything that could change the pixels changes, so a stale
-cache is never read; see :func:`cache_key`.
+Every image goes through a :class:`~synergic.data.preprocess.Preprocessing`, the same path that
+``synergic predict`` takes. :func:`cached_decode` also stores that tensor as
+``<cache_dir>/<key>.npy`` so the next run loads it in a moment. The key changes whenever anything
+that could change the pixels changes, so a stale cache is never read; see :func:`cache_key`.
 """
 
 from __future__ import annotations
@@ -22,19 +23,18 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from synergic.errors import SynergicError, did_you_mean
+from synergic.data.preprocess import Preprocessing
+from synergic.errors import SynergicError
 
 CACHE_FORMAT = 1
-"""Bump when decoding changes (resizing code, file layout): every older entry is then ignored."""
+"""Bump when the entries' file layout changes: every older entry is then ignored. (A change of
+the pixels themselves bumps :data:`synergic.data.preprocess.PREPROCESSING_FORMAT`, also keyed.)"""
 
 MEMMAP_THRESHOLD_BYTES = 2 * 1024**3
 """Cached tensors at least this large stay memory-mapped instead of being read into memory."""
-
-_TENSOR_MODES = {"bicubic": "bicubic", "bilinear": "bilinear", "nearest": "nearest-exact"}
 
 ProgressCallback = Callable[[int, int], None]
 """Called as ``progress(done, total)`` after each chunk of images."""
@@ -51,28 +51,61 @@ def default_cache_dir() -> Path:
     return base / "synergic" / "images"
 
 
+def resolve_preprocessing(
+    preprocessing: Preprocessing | None = None,
+    *,
+    image_size: int | None = None,
+    resample: str | None = None,
+) -> Preprocessing:
+    """``preprocessing``, or ``Preprocessing(image_size, resample)`` (its defaults for what is
+    None) when only those are given: the shorthand every function of this module accepts.
+
+    Raises:
+        SynergicError: both or neither given, or invalid values.
+    """
+    if preprocessing is not None:
+        if image_size is not None or resample is not None:
+            raise SynergicError(
+                "give either preprocessing or image_size/resample, not both: the preprocessing "
+                "already holds its image size and resize filter"
+            )
+        if not isinstance(preprocessing, Preprocessing):
+            raise SynergicError(
+                f"preprocessing must be a synergic.data.preprocess.Preprocessing, got "
+                f"{type(preprocessing).__name__}"
+            )
+        return preprocessing
+    if image_size is None:
+        raise SynergicError("give the preprocessing (or at least image_size) to decode images")
+    options = {"resample": resample} if resample is not None else {}
+    return Preprocessing(image_size=image_size, **options)
+
+
 def decode_images(
     dataset: Any,
     *,
-    image_size: int,
-    resample: str = "bicubic",
+    preprocessing: Preprocessing | None = None,
+    image_size: int | None = None,
+    resample: str | None = None,
     num_workers: int = 0,
     progress: bool | ProgressCallback = False,
     description: str = "",
 ) -> torch.Tensor:
-    """Every image of ``dataset`` as RGB, ``S`` x ``S``: uint8 ``[N, 3, S, S]``, ``S = image_size``.
+    """Every image of ``dataset`` as RGB, ``S`` x ``S``: uint8 ``[N, 3, S, S]``.
 
-    Uses ``dataset.load_resized(i, size, resample)`` when the data set has it (JPEGs are then
-    decoded at reduced scale); otherwise ``dataset[i][0]``, a PIL image or a uint8 ``[3, H, W]``
-    tensor, resized with ``resample`` (``bicubic``, ``bilinear``, ``nearest``; PIL images also
-    ``lanczos``). The aspect ratio is not kept, as in the paper.
+    Each image goes through ``preprocessing`` (or ``Preprocessing(image_size, resample)``), see
+    :func:`decode_one`. The aspect ratio is not kept, as in the paper.
 
     Args:
         num_workers: decode in that many worker processes (0: in this process).
         progress: ``True`` shows a progress bar; a callable is called as ``progress(done, total)``.
         description: the progress bar's label.
+
+    Raises:
+        SynergicError: invalid options, or an image that cannot be read (the file is named).
     """
-    _check_options(image_size, resample)
+    preprocessing = resolve_preprocessing(preprocessing, image_size=image_size, resample=resample)
+    image_size = preprocessing.image_size
     if not isinstance(num_workers, int) or num_workers < 0:
         raise SynergicError(f"num_workers must be an integer >= 0, got {num_workers!r}")
     total = len(dataset)
@@ -80,12 +113,12 @@ def decode_images(
     with _progress_reporter(progress, total, description or "decoding images") as report:
         if num_workers == 0:
             for index in range(total):
-                images[index] = decode_one(dataset, index, image_size, resample)
+                images[index] = decode_one(dataset, index, preprocessing)
                 if (index + 1) % 32 == 0 or index + 1 == total:
                     report(index + 1)
         else:
             loader = DataLoader(
-                _DecodeJob(dataset, image_size, resample),
+                _DecodeJob(dataset, preprocessing),
                 batch_size=16,
                 num_workers=num_workers,
                 shuffle=False,
@@ -98,20 +131,21 @@ def decode_images(
     return images
 
 
-def decode_one(
-    dataset: Any, index: int, image_size: int, resample: str = "bicubic"
-) -> torch.Tensor:
-    """Image ``index`` of ``dataset`` as uint8 ``[3, S, S]``, ``S = image_size`` (see
-    :func:`decode_images`)."""
+def decode_one(dataset: Any, index: int, preprocessing: Preprocessing) -> torch.Tensor:
+    """Image ``index`` of ``dataset`` as uint8 ``[3, S, S]``, ``S = preprocessing.image_size``.
+
+    A data set with a ``load_resized(index, preprocessing)`` method decodes the image itself
+    (the built-in file data sets: ``preprocessing.load(path)``, large JPEGs at reduced scale);
+    otherwise ``dataset[index][0]``, a PIL image or a uint8 ``[3, H, W]`` tensor, goes through
+    :meth:`Preprocessing.resize <synergic.data.preprocess.Preprocessing.resize>`.
+    """
     load_resized = getattr(dataset, "load_resized", None)
     if callable(load_resized):
-        image = load_resized(index, image_size, resample)
+        image = load_resized(index, preprocessing)
     else:
         item = dataset[index]
         image = item[0] if isinstance(item, (tuple, list)) else item
-    if isinstance(image, torch.Tensor):
-        return _resize_tensor(image, image_size, resample, dataset, index)
-    return _resize_pil(image, image_size, resample, dataset, index)
+    return preprocessing.resize(image, what=f"{type(dataset).__name__}[{index}]")
 
 
 def cacheable(dataset: Any) -> bool:
@@ -124,15 +158,23 @@ def cacheable(dataset: Any) -> bool:
 
 
 def cache_key(
-    dataset: Any, *, image_size: int, resample: str = "bicubic", key_extra: str = ""
+    dataset: Any,
+    *,
+    preprocessing: Preprocessing | None = None,
+    image_size: int | None = None,
+    resample: str | None = None,
+    key_extra: str = "",
 ) -> str:
     """The sha256 (hex) that names ``dataset``'s cache entry.
 
     It covers the data set's class, its ``ids`` and ``labels``, the size and modification time
-    (ns) of every file in ``dataset.paths``, ``image_size``, ``resample``, ``key_extra`` and
+    (ns) of every file in ``dataset.paths``, every setting of the preprocessing that changes
+    pixels (:meth:`~synergic.data.preprocess.Preprocessing.pixel_settings`: image size, resize
+    filter, JPEG decode scale, preprocessing format; not mean/std), ``key_extra`` and
     :data:`CACHE_FORMAT`: touching, replacing, adding or removing a file, or changing an option,
     gives a new key. Paths themselves are left out, so moving a data set folder keeps its cache.
     """
+    preprocessing = resolve_preprocessing(preprocessing, image_size=image_size, resample=resample)
     paths = [Path(p) for p in getattr(dataset, "paths", None) or []]
     files = []
     for path in paths:
@@ -150,8 +192,7 @@ def cache_key(
         "ids": [str(i) for i in ids] if ids is not None else None,
         "labels": [int(label) for label in labels] if labels is not None else None,
         "files": files,
-        "image_size": image_size,
-        "resample": resample,
+        "preprocessing": preprocessing.pixel_settings(),
         "extra": key_extra,
     }
     encoded = json.dumps(description, separators=(",", ":"), sort_keys=True).encode()
@@ -175,18 +216,28 @@ class ImageCache:
         )
 
     def path_for(
-        self, dataset: Any, *, image_size: int, resample: str = "bicubic", key_extra: str = ""
+        self,
+        dataset: Any,
+        *,
+        preprocessing: Preprocessing | None = None,
+        image_size: int | None = None,
+        resample: str | None = None,
+        key_extra: str = "",
     ) -> Path:
-        """The file that holds (or would hold) ``dataset`` decoded at ``image_size``."""
-        key = cache_key(dataset, image_size=image_size, resample=resample, key_extra=key_extra)
+        """The file that holds (or would hold) ``dataset`` decoded with ``preprocessing``."""
+        key = cache_key(
+            dataset, preprocessing=preprocessing, image_size=image_size, resample=resample,
+            key_extra=key_extra,
+        )
         return self.cache_dir / f"{key}.npy"
 
     def get_or_decode(
         self,
         dataset: Any,
         *,
-        image_size: int,
-        resample: str = "bicubic",
+        preprocessing: Preprocessing | None = None,
+        image_size: int | None = None,
+        resample: str | None = None,
         key_extra: str = "",
         **decode_options: Any,
     ) -> torch.Tensor:
@@ -196,13 +247,16 @@ class ImageCache:
         written (read-only, disk full) the images are still returned, with a warning.
         ``decode_options`` go to :func:`decode_images` (``num_workers``, ``progress``, ...).
         """
-        _check_options(image_size, resample)
-        path = self.path_for(dataset, image_size=image_size, resample=resample, key_extra=key_extra)
+        preprocessing = resolve_preprocessing(
+            preprocessing, image_size=image_size, resample=resample
+        )
+        size = preprocessing.image_size
+        path = self.path_for(dataset, preprocessing=preprocessing, key_extra=key_extra)
         if path.exists():
-            loaded = _load_entry(path, (len(dataset), 3, image_size, image_size))
+            loaded = _load_entry(path, (len(dataset), 3, size, size))
             if loaded is not None:
                 return loaded
-        images = decode_images(dataset, image_size=image_size, resample=resample, **decode_options)
+        images = decode_images(dataset, preprocessing=preprocessing, **decode_options)
         try:
             _write_atomically(path, images.numpy())
         except OSError as error:
@@ -231,8 +285,9 @@ class ImageCache:
 def cached_decode(
     dataset: Any,
     *,
-    image_size: int,
-    resample: str = "bicubic",
+    preprocessing: Preprocessing | None = None,
+    image_size: int | None = None,
+    resample: str | None = None,
     cache_dir: str | os.PathLike[str] | None,
     key_extra: str = "",
     **decode_options: Any,
@@ -242,10 +297,11 @@ def cached_decode(
     ``cache_dir=None`` turns the disk cache off (pass :func:`default_cache_dir` for the usual
     place). Data sets without files (see :func:`cacheable`) are always decoded.
     """
+    preprocessing = resolve_preprocessing(preprocessing, image_size=image_size, resample=resample)
     if cache_dir is None or not cacheable(dataset):
-        return decode_images(dataset, image_size=image_size, resample=resample, **decode_options)
+        return decode_images(dataset, preprocessing=preprocessing, **decode_options)
     return ImageCache(cache_dir).get_or_decode(
-        dataset, image_size=image_size, resample=resample, key_extra=key_extra, **decode_options
+        dataset, preprocessing=preprocessing, key_extra=key_extra, **decode_options
     )
 
 
@@ -255,74 +311,15 @@ def cached_decode(
 class _DecodeJob(TorchDataset):
     """Index dataset for the worker processes: item ``i`` is ``(i, decoded image i)``."""
 
-    def __init__(self, dataset: Any, image_size: int, resample: str) -> None:
+    def __init__(self, dataset: Any, preprocessing: Preprocessing) -> None:
         self.dataset = dataset
-        self.image_size = image_size
-        self.resample = resample
+        self.preprocessing = preprocessing
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> tuple[int, torch.Tensor]:
-        return index, decode_one(self.dataset, index, self.image_size, self.resample)
-
-
-def _check_options(image_size: int, resample: str) -> None:
-    from synergic.data.images import RESAMPLE_NAMES
-
-    if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 1:
-        raise SynergicError(f"image_size must be a positive integer, got {image_size!r}")
-    if resample not in RESAMPLE_NAMES:
-        hint = did_you_mean(resample, RESAMPLE_NAMES) if isinstance(resample, str) else ""
-        raise SynergicError(
-            f"unknown resample method {resample!r}{hint}: "
-            f"valid names are {', '.join(RESAMPLE_NAMES)}"
-        )
-
-
-def _resize_pil(image: Any, size: int, resample: str, dataset: Any, index: int) -> torch.Tensor:
-    from PIL import Image
-
-    from synergic.data.images import resize_image
-
-    if not isinstance(image, Image.Image):
-        raise SynergicError(
-            f"{type(dataset).__name__}[{index}] gave a {type(image).__name__}; "
-            "expected a PIL image "
-            "or a uint8 tensor [3, H, W]"
-        )
-    if image.mode != "RGB":
-        image = image.convert("RGB")
-    image = resize_image(image, size, resample)
-    return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
-
-
-def _resize_tensor(
-    image: torch.Tensor, size: int, resample: str, dataset: Any, index: int
-) -> torch.Tensor:
-    if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] not in (1, 3):
-        raise SynergicError(
-            f"{type(dataset).__name__}[{index}] gave a {image.dtype} tensor "
-            f"of shape {tuple(image.shape)}; "
-            "expected uint8 [3, H, W]"
-        )
-    if image.shape[0] == 1:
-        image = image.expand(3, -1, -1)
-    if image.shape[1:] == (size, size):
-        return image
-    if resample not in _TENSOR_MODES:
-        raise SynergicError(
-            f"resample {resample!r} works only for PIL images; for tensor images use one of "
-            f"{', '.join(_TENSOR_MODES)}"
-        )
-    mode = _TENSOR_MODES[resample]
-    resized = F.interpolate(
-        image[None].float(),
-        size=(size, size),
-        mode=mode,
-        **({"antialias": True} if mode != "nearest-exact" else {}),
-    )
-    return resized[0].round_().clamp_(0, 255).to(torch.uint8)
+        return index, decode_one(self.dataset, index, self.preprocessing)
 
 
 @contextlib.contextmanager

@@ -20,6 +20,7 @@ from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
 
 from synergic import __version__
+from synergic.data.listing import list_image_files
 from synergic.data.paths import default_data_root
 from synergic.errors import SynergicError
 
@@ -227,7 +228,8 @@ def _is_unpacked(folder: Path, marker: Path, csv_path: Path) -> bool:
 
 
 def _count_jpegs(folder: Path) -> int:
-    return sum(1 for path in folder.iterdir() if path.suffix.lower() == ".jpg" and path.is_file())
+    # The one listing rule: a macOS ._ISIC_0000000.jpg sidecar beside the images is not one.
+    return len(list_image_files(folder, extensions=[".jpg"], recursive=False))
 
 
 def _unpack(archive: Path, folder: Path, *, progress: bool) -> None:

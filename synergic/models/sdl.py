@@ -105,6 +105,7 @@ def build_model(
     components: int = 2,
     pretrained: bool = False,
     weights: str | None = None,
+    weights_key: str | None = None,
     backbone_options: dict | None = None,
     hidden: int = 1024,
     init_range: float = 0.05,
@@ -120,7 +121,8 @@ def build_model(
     parts = [
         DCNNComponent(
             create_backbone(
-                backbone, pretrained=pretrained, weights=weights, **(backbone_options or {})
+                backbone, pretrained=pretrained, weights=weights, weights_key=weights_key,
+                **(backbone_options or {}),
             ),
             num_classes,
             hidden=hidden,

@@ -85,6 +85,12 @@ class AugmentConfig(_Section):
     )
     hflip: bool = Field(True, description="Random horizontal flip with probability 0.5.")
     vflip: bool = Field(True, description="Random vertical flip with probability 0.5.")
+    fill: Literal["reflect", "border", "zeros"] = Field(
+        "reflect",
+        description="What the corners a rotation brings in from outside the image show: reflect "
+        "(the image mirrored about its edges), border (edge pixels repeated) or zeros (black). "
+        "Not in the paper; reflect keeps skin where test images have skin.",
+    )
 
     @classmethod
     def expand_shorthand(cls, value: Any) -> Any:
@@ -121,7 +127,13 @@ class DataConfig(_Section):
         ge=0.0,
         le=0.9,
         description="Fraction of the training set held out as a stratified validation split when "
-        "the data set has no validation split of its own; 0 trains on all training images.",
+        "the data set has no validation split of its own; 0 trains on all training images. "
+        "Every class with at least 2 training images gets at least one validation image.",
+    )
+    allow_incomplete_validation: bool = Field(
+        False,
+        description="With validation_fraction > 0, a class with a single training image cannot "
+        "be in the carved validation split: an error, unless this is true (then a warning).",
     )
     augment: AugmentConfig = Field(
         default_factory=AugmentConfig,
@@ -159,6 +171,13 @@ class BackboneConfig(_NamedComponent):
         None,
         description="Local file with the pretrained weights (no download); null lets the backbone "
         "fetch its default weights when `pretrained` is true.",
+    )
+    weights_key: str | None = Field(
+        None,
+        description="Which state dict of a `weights` checkpoint to load: a key of the checkpoint "
+        "(`state_dict_ema`) or a key prefix inside its state dict (`ema`); null takes "
+        "`state_dict`, else `model`, else the only one (see Checkpoints: weights from other "
+        "trainers).",
     )
     options: dict[str, Any] = Field(
         default_factory=dict, description="Keyword arguments passed to the backbone factory."
@@ -345,15 +364,22 @@ class TrainConfig(_Section):
     num_workers: int = Field(
         0, ge=0, description="Worker processes that decode images; 0 decodes in the main process."
     )
-    sync_batchnorm: bool = Field(
-        False,
-        description="With several processes, synchronise BatchNorm statistics across them "
-        "(torch.nn.SyncBatchNorm; GPUs).",
+    sync_batchnorm: Literal["auto"] | bool = Field(
+        "auto",
+        description="With several processes, BatchNorm normalises over the global batch, so N "
+        "processes train what one process trains: true, false, or auto (true when there are "
+        "several processes and the model has BatchNorm).",
     )
     grad_clip: float | None = Field(
         None, gt=0, description="Clip the gradient norm to this value; null does not clip."
     )
     eval_batch_size: int = Field(64, ge=1, description="Images per batch during evaluation.")
+    select: Literal["auto", "best", "last"] = Field(
+        "auto",
+        description="The model a run reports (metrics.json, predictions.csv): best = the "
+        "checkpoint with the best validation AP (best.pt), last = the final weights; auto = best "
+        "when there is a validation split, else last.",
+    )
 
     @field_validator("device")
     @classmethod

@@ -27,6 +27,9 @@ def atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file private (0600); give it the mode a plain open() would, so results
+        # are as readable by others as log.csv is under the user's umask.
+        os.fchmod(fd, 0o666 & ~_current_umask())
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
@@ -43,6 +46,13 @@ def atomic_write(path: Path, write) -> None:
             os.close(dir_fd)
     except OSError:
         pass
+
+
+def _current_umask() -> int:
+    # os.umask can only be read by setting it; set it straight back (process-wide, instant).
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 class _WriteErrorRecorder:

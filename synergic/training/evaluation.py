@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from synergic.aggregators import sum_softmax
+from synergic.data.preprocess import normalize
 from synergic.training import distributed
 
 
@@ -40,7 +41,9 @@ def predict(
     precision: str = "fp32",
     channels_last: bool = False,
 ) -> list[torch.Tensor]:
-    """Each component's logits ``[N, K]`` (float32, on the CPU) for uint8 images ``[N, 3, H, W]``."""
+    """Each component's logits ``[N, K]`` (float32, on the CPU) for uint8 images ``[N, 3, H, W]``,
+    normalised with ``mean``/``std`` by :func:`synergic.data.preprocess.normalize` (a run's are in
+    its checkpoint: ``Preprocessing.from_dict(state["metadata"]["preprocessing"])``)."""
     device = torch.device(device)
     components = _components_of(model)
     was_training = components.training
@@ -56,7 +59,7 @@ def predict(
     try:
         for start in range(first, last, batch_size):
             batch = images[start : min(start + batch_size, last)].to(device, non_blocking=True)
-            batch = (batch.float() / 255.0 - mean_t) / std_t
+            batch = normalize(batch, mean_t, std_t)
             if channels_last:
                 batch = batch.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from synergic.aggregators import sum_softmax
+from synergic.data.preprocess import normalize
 from synergic.errors import SynergicError
 from synergic.losses import SynergicLoss
 from synergic.sampling import PairSampler, step_generator
@@ -52,11 +53,14 @@ class TrainingInterrupted(SynergicError):
 
 @dataclass
 class Augmentation:
-    """The paper's training augmentation: random rotation (degrees, +/-) and flips."""
+    """The paper's training augmentation: random rotation (degrees, +/-) and flips; ``fill``:
+    what rotated-in corners show (``reflect``, ``border`` or ``zeros``, see
+    :data:`synergic.data.augment.FILL_MODES`)."""
 
     rotation: float = 180.0
     hflip: bool = True
     vflip: bool = True
+    fill: str = "reflect"
 
     @property
     def enabled(self) -> bool:
@@ -96,6 +100,9 @@ class Trainer:
             1 / (1 + 1e-4 t).
         augmentation: default the paper's (rotation, horizontal and vertical flips); ``None``
             for none.
+        sync_batchnorm: under torch.distributed, normalise BatchNorm over the global batch
+            (:func:`synergic.training.distributed.convert_sync_batchnorm`); ``"auto"``: when
+            the model has BatchNorm.
         validation: optional ``(images, labels)`` evaluated every ``eval_every`` steps; the best
             model by ``selection_metric`` is saved as ``best.pt``.
         checkpoint_dir: where ``last.pt`` / ``best.pt`` go (nothing is saved without it).
@@ -125,7 +132,7 @@ class Trainer:
         compile: bool = False,
         channels_last: bool = False,
         grad_clip: float | None = None,
-        sync_batchnorm: bool = False,
+        sync_batchnorm: bool | str = "auto",
         validation: tuple[torch.Tensor, torch.Tensor | Sequence[int]] | None = None,
         aggregator: Callable[[list[torch.Tensor]], torch.Tensor] = sum_softmax,
         selection_metric: str = "ap",
@@ -149,8 +156,10 @@ class Trainer:
         self.dist = distributed.current()
         distributed.check_batch(sampler.batch_size, self.dist)
         self.device = resolve_device(device)
-        if sync_batchnorm and self.dist.enabled:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        # BatchNorm over the global batch, so that N processes compute what one process does.
+        self.sync_batchnorm = distributed.wants_sync_batchnorm(sync_batchnorm, model, self.dist)
+        if self.sync_batchnorm:
+            model = distributed.convert_sync_batchnorm(model, self.device)
         self.model = model.to(self.device)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -225,11 +234,11 @@ class Trainer:
                 rotation=self.augmentation.rotation,
                 hflip=self.augmentation.hflip,
                 vflip=self.augmentation.vflip,
+                fill=self.augmentation.fill,
                 shard=shard,
             )
-        else:
-            batch = batch.float() / 255.0
-        batch = (batch - self._mean) / self._std
+        # uint8, or augmented floats in [0, 1]: the normalisation evaluation and predict use too.
+        batch = normalize(batch, self._mean, self._std)
         if self.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         return batch
@@ -320,7 +329,7 @@ class Trainer:
             if not math.isfinite(value):
                 raise NonFiniteLossError(
                     f"loss term '{name}' is {value} at step {step + 1}: lower train.optimizer.lr "
-                    "or set train.grad_clip; the last good checkpoint is kept"
+                    "or set train.grad_clip in a new run; the last good checkpoint is kept"
                 )
 
     def _flush(self, pending):
@@ -355,6 +364,9 @@ class Trainer:
                 callback.on_log(self, row)
 
     def evaluate(self, images: torch.Tensor, labels) -> Evaluation:
+        """Predict and score ``images`` (uint8 ``[N, 3, H, W]``) with the current weights; under
+        torch.distributed every rank must call it (rank 0's buffers are broadcast first)."""
+        distributed.broadcast_buffers(self.model)
         return evaluate(
             self.model, images, labels, mean=self.mean, std=self.std, aggregator=self.aggregator,
             batch_size=self.eval_batch_size, device=self.device, precision=self.precision,
@@ -426,6 +438,8 @@ class Trainer:
         )
 
     def save(self, name: str) -> Path | None:
+        # Every rank holds the buffers rank 0 saves: evaluations after it use the saved weights.
+        distributed.broadcast_buffers(self.model)
         if self.checkpoint_dir is None or not self.dist.is_main:
             return None
         path = self.checkpoint_dir / name

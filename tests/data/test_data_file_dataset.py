@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from synergic.data import ImageDataset
 from synergic.data.datasets.base import FileImageDataset, check_split_name
@@ -28,9 +29,11 @@ def test_items_are_rgb_images_with_labels(two_images):
 
 
 def test_load_resized_gives_a_square(two_images):
-    image = two_images.load_resized(0, 16)
-    assert (image.mode, image.size) == ("RGB", (16, 16))
-    assert np.asarray(two_images.load_resized(0, 8, "nearest"))[4, 4, 0] > 240
+    from synergic.data.preprocess import Preprocessing
+
+    image = two_images.load_resized(0, Preprocessing(16))
+    assert (image.dtype, tuple(image.shape)) == (torch.uint8, (3, 16, 16))
+    assert two_images.load_resized(0, Preprocessing(8, "nearest"))[0, 4, 4] > 240
 
 
 def test_class_counts(two_images):

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import pytest
+import torch
 
 from synergic.data import NoSuchSplit, load_image
 from synergic.data.checks import check_dataset
 from synergic.data.datasets import isic2016 as isic
 from synergic.data.paths import default_data_root
+from synergic.data.preprocess import Preprocessing
 from synergic.errors import SynergicError
 
 
@@ -182,11 +183,100 @@ def test_the_real_sample_decodes_and_resizes(shared_isic_sample):
     train = isic.isic2016(root=shared_isic_sample, split="train")
     # ISIC_0000390 is an untouched original of 3072x2304: decoded at 1/8 scale for 224 pixels
     index = train.ids.index("ISIC_0000390")
-    image = train.load_resized(index, 224)
-    assert (image.mode, image.size) == ("RGB", (224, 224))
-    array = np.asarray(image)
+    image = train.load_resized(index, Preprocessing(224))
+    assert (image.dtype, tuple(image.shape)) == (torch.uint8, (3, 224, 224))
+    array = image.numpy()
     assert 20 < array.mean() < 240 and array.std() > 5  # a real photograph, not a blank
     assert load_image(train.paths[index], min_size=224).size == (384, 288)
     full, label = train[index]
     assert (full.mode, full.size) == ("RGB", (3072, 2304))
     assert label == train.labels[index]
+
+
+# -- unpacked in the wrong place: hints (issue 12) -------------------------------------------------
+
+
+def test_images_unpacked_one_folder_too_deep(isic_layout):
+    folder = isic_layout / isic.TRAIN_IMAGES
+    nested = folder / isic.TRAIN_IMAGES
+    nested.mkdir()
+    for image in sorted(folder.glob("*.jpg")):
+        image.rename(nested / image.name)
+    with pytest.raises(SynergicError) as caught:
+        isic.isic2016(root=isic_layout, split="train")
+    assert str(caught.value) == (
+        f"ISIC 2016 image {folder / 'ISIC_0000000.jpg'} is missing (listed in "
+        f"{isic_layout / isic.TRAIN_CSV}): the images were unpacked one folder too deep, into "
+        f"{nested}; move them up into {folder}"
+    )
+
+
+def test_official_files_one_level_below_root_with_macosx_beside(tmp_path, make_isic_layout):
+    inner = make_isic_layout(tmp_path / "downloads" / "ISIC2016", {"ISIC_1": "benign"},
+                             {"ISIC_2": "1.0"})
+    macosx = tmp_path / "downloads" / "__MACOSX" / "ISIC2016" / isic.TRAIN_IMAGES
+    macosx.mkdir(parents=True)
+    (macosx / "._ISIC_1.jpg").write_bytes(b"\x00\x05\x16\x07".ljust(4096, b"\x00"))
+    (macosx.parent / f"._{isic.TRAIN_CSV}").write_bytes(b"\x00\x05\x16\x07".ljust(4096, b"\x00"))
+    root = tmp_path / "downloads"
+    with pytest.raises(SynergicError) as caught:
+        isic.isic2016(root=root, split="train")
+    assert str(caught.value) == (
+        f"ISIC 2016 not found at {root}; the official files are in {inner} (the __MACOSX folder "
+        f"in {root} is macOS metadata, not images: ignore or delete it): set data.root to {inner}"
+    )
+    assert len(isic.isic2016(root=inner, split="train")) == 1
+
+
+def test_two_levels_below_root_and_data_root_set_to_the_image_folder(tmp_path, make_isic_layout):
+    inner = make_isic_layout(tmp_path / "a" / "b", {"ISIC_1": "benign"}, {"ISIC_2": "1.0"})
+    with pytest.raises(SynergicError, match=rf"in {inner}: set data.root to {inner}$"):
+        isic.isic2016(root=tmp_path, split="test")
+    with pytest.raises(SynergicError, match=rf"the official files are in {inner}: set data.root"):
+        isic.isic2016(root=inner / isic.TRAIN_IMAGES, split="train")
+
+
+def test_data_root_inside_macosx(tmp_path, make_isic_layout):
+    make_isic_layout(tmp_path / "ISIC2016", {"ISIC_1": "benign"}, {"ISIC_2": "1.0"})
+    inside = tmp_path / "__MACOSX" / "ISIC2016"
+    inside.mkdir(parents=True)
+    with pytest.raises(SynergicError) as caught:
+        isic.isic2016(root=inside, split="train")
+    assert str(caught.value) == (
+        f"ISIC 2016 not found at {inside}: data.root is inside a __MACOSX folder, which holds macOS "
+        f"metadata (._ files), not images; set data.root to {tmp_path / 'ISIC2016'}"
+    )
+
+
+def test_found_elsewhere_is_not_downloaded_again(monkeypatch, tmp_path, make_isic_layout):
+    from synergic.data import download
+
+    monkeypatch.setattr(download, "download_isic2016", lambda *a, **k: pytest.fail("downloaded"))
+    inner = make_isic_layout(tmp_path / "ISIC2016", {"ISIC_1": "benign"}, {"ISIC_2": "1.0"})
+    with pytest.raises(SynergicError, match=f"set data.root to {inner}"):
+        isic.isic2016(root=tmp_path, split="train", download=True)
+
+
+def test_no_hint_when_nothing_is_near(tmp_path):
+    (tmp_path / "nothing" / "photos").mkdir(parents=True)
+    with pytest.raises(SynergicError, match=r"not found at .*nothing: run 'synergic data download"):
+        isic.isic2016(root=tmp_path / "nothing", split="train")
+
+
+def test_a_hand_unpacked_copy_with_mac_sidecars_counts_as_unpacked(isic_layout):
+    from synergic.data import download
+
+    folder = isic_layout / isic.TRAIN_IMAGES
+    for image in sorted(folder.glob("*.jpg")):
+        (folder / f"._{image.name}").write_bytes(b"\x00\x05\x16\x07".ljust(4096, b"\x00"))
+    marker = isic_layout / f".{isic.TRAIN_IMAGES}.complete"
+    assert download._is_unpacked(folder, marker, isic_layout / isic.TRAIN_CSV)
+
+
+@pytest.mark.shared_data
+def test_the_real_sample_one_folder_down(shared_isic_sample, tmp_path):
+    (tmp_path / "isic").mkdir()
+    (tmp_path / "isic" / "ISIC2016").symlink_to(shared_isic_sample, target_is_directory=True)
+    with pytest.raises(SynergicError, match=rf"set data.root to {tmp_path / 'isic' / 'ISIC2016'}$"):
+        isic.isic2016(root=tmp_path / "isic", split="test")
+    assert len(isic.isic2016(root=tmp_path / "isic" / "ISIC2016", split="test")) == 24

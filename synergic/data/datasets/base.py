@@ -6,11 +6,18 @@ import numbers
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from synergic.data.images import load_image, resize_image
+from synergic.data.images import load_image
+from synergic.data.names import printable_name
 from synergic.errors import SynergicError, did_you_mean
+
+if TYPE_CHECKING:
+    import torch
+
+    from synergic.data.preprocess import Preprocessing
 
 SPLITS = ("train", "val", "test")
 """The split names a data-set factory is asked for."""
@@ -30,11 +37,12 @@ class FileImageDataset:
     """Images read from files, with their labels.
 
     ``dataset[i]`` is ``(load_image(paths[i]), labels[i])``: an RGB PIL image and a class index.
-    :meth:`load_resized` reads a smaller version directly (JPEGs are decoded at reduced scale).
+    :meth:`load_resized` gives the model-sized version (JPEGs are decoded at reduced scale).
 
     Args:
         classes: class names; ``labels`` index into it.
-        ids: one unique identifier per image (a file name, an image id).
+        ids: one unique identifier per image (a file name, an image id). Ids and class names
+            are kept as :func:`~synergic.data.names.printable_name` writes them (valid UTF-8).
         labels: class index of each image.
         paths: image file of each image.
         name: what the data set is called in error messages, e.g. ``"isic2016 (train)"``.
@@ -54,8 +62,10 @@ class FileImageDataset:
         where = f" (from {source})" if source is not None else ""
         self.name = name
         self.source = Path(source) if source is not None else None
-        self.classes = [str(c) for c in classes]
-        self.ids = [str(i) for i in ids]
+        # Valid UTF-8 from the start (undecodable bytes as \xNN), so that no output written
+        # after training can fail on an image's or a class folder's name: synergic.data.names.
+        self.classes = [printable_name(str(c)) for c in classes]
+        self.ids = [printable_name(str(i)) for i in ids]
         self.labels = list(labels)
         self.paths = [Path(p) for p in paths]
 
@@ -92,14 +102,14 @@ class FileImageDataset:
     def __getitem__(self, index: int) -> tuple[Image.Image, int]:
         return load_image(self.paths[index]), self.labels[index]
 
-    def load_resized(self, index: int, size: int, resample: str = "bicubic") -> Image.Image:
-        """Image ``index`` resized to ``size`` x ``size``.
+    def load_resized(self, index: int, preprocessing: Preprocessing) -> torch.Tensor:
+        """Image ``index`` as uint8 ``[3, S, S]``: ``preprocessing.load(paths[index])``, the
+        path that ``synergic predict`` takes too (see :mod:`synergic.data.preprocess`).
 
-        JPEGs are decoded at reduced scale, but to at least twice the target size: the bicubic
-        resize from there matches a full decode to about a grey level, while a 3072x2304 image
-        still decodes at a quarter of its pixels per side.
+        Raises:
+            SynergicError: naming the file when it is missing or cannot be decoded.
         """
-        return resize_image(load_image(self.paths[index], min_size=2 * size), size, resample)
+        return preprocessing.load(self.paths[index])
 
     def class_counts(self) -> dict[str, int]:
         """How many images each class has, in class order."""

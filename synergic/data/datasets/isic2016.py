@@ -22,6 +22,7 @@ from pathlib import Path
 
 from synergic.data import NoSuchSplit
 from synergic.data.datasets.base import FileImageDataset, check_split_name
+from synergic.data.listing import is_ignored
 from synergic.data.paths import default_data_root
 from synergic.errors import SynergicError
 
@@ -55,6 +56,12 @@ def isic2016(
     root_dir = Path(root).expanduser() if root is not None else default_data_root("isic2016")
     image_dir_name, csv_name = SPLIT_FILES[split]
     missing = missing_files(root_dir, split)
+    if missing:
+        # Found elsewhere (unzipped one folder too deep, say): say where rather than download.
+        hint = layout_hint(root_dir, split)
+        if hint:
+            detail = "" if len(missing) == 2 else f" (missing {missing[0]})"
+            raise SynergicError(f"ISIC 2016 not found at {root_dir}{detail}{hint}")
     if missing and download:
         # Looked up at call time so that tests can replace the downloader.
         from synergic.data import download as downloader
@@ -65,6 +72,55 @@ def isic2016(
         detail = "" if len(missing) == 2 else f" (missing {missing[0]})"
         raise SynergicError(f"ISIC 2016 not found at {root_dir}{detail}: {_DOWNLOAD_HINT}")
     return read_split(root_dir / csv_name, root_dir / image_dir_name, split=split)
+
+
+def layout_hint(root: Path, split: str, *, limit: int = 500) -> str:
+    """Where the split's official files are when they are not in ``root``, as the end of an error
+    message (``"; they are in X: set data.root to X"``), or ``""`` when they are nowhere near.
+
+    Looked for: the folder above ``root`` (``data.root`` set to the image folder itself), the
+    folders one and two levels below it (an archive unpacked into a folder of its own), skipping
+    hidden and system folders (:func:`synergic.data.listing.is_ignored`) and looking at no more
+    than ``limit`` folders per level; and a ``root`` inside a ``__MACOSX`` folder, which holds
+    only macOS metadata. A ``__MACOSX`` folder beside the files is mentioned too.
+    """
+    macosx = next((i for i, part in enumerate(root.parts) if part.lower() == "__macosx"), None)
+    if macosx is not None:
+        outside = Path(*root.parts[:macosx])
+        holder = _holder(outside, split, limit) or outside
+        return (
+            f": data.root is inside a __MACOSX folder, which holds macOS metadata (._ files), "
+            f"not images; set data.root to {holder}"
+        )
+    holder = _holder(root, split, limit)
+    if holder is None:
+        return ""
+    beside = [folder for folder in (root, holder.parent) if (folder / "__MACOSX").is_dir()]
+    note = (
+        f" (the __MACOSX folder in {beside[0]} is macOS metadata, not images: ignore or delete it)"
+        if beside else ""
+    )
+    return f"; the official files are in {holder}{note}: set data.root to {holder}"
+
+
+def _holder(root: Path, split: str, limit: int) -> Path | None:
+    """The folder near ``root`` (not ``root`` itself) holding the split's files: both of them if
+    one does, else either."""
+    candidates = [root.parent] if root.parent != root else []
+    level = [root] if root.is_dir() else []
+    for _ in range(2):
+        below = []
+        for folder in level:
+            try:
+                entries = sorted(folder.iterdir())[:limit]
+            except OSError:
+                continue
+            below += [entry for entry in entries if not is_ignored(entry) and entry.is_dir()]
+        candidates += below[:limit]
+        level = below[:limit]
+    scored = [(2 - len(missing_files(folder, split)), folder) for folder in candidates]
+    best = max((score for score, _ in scored), default=0)
+    return next((folder for score, folder in scored if score == best), None) if best else None
 
 
 def missing_files(root: Path, split: str) -> list[str]:
@@ -142,6 +198,12 @@ def read_split(csv_path: Path, image_dir: Path, *, split: str) -> FileImageDatas
     ids, labels, paths = [], [], []
     for image_id, label in rows:
         path = image_dir / f"{image_id}.jpg"
+        nested = image_dir / image_dir.name
+        if not path.is_file() and (nested / path.name).is_file():
+            raise SynergicError(
+                f"ISIC 2016 image {path} is missing (listed in {csv_path}): the images were "
+                f"unpacked one folder too deep, into {nested}; move them up into {image_dir}"
+            )
         if not path.is_file():
             raise SynergicError(
                 f"ISIC 2016 image {path} is missing (listed in {csv_path}); {_DOWNLOAD_HINT}"
