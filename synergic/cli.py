@@ -275,7 +275,7 @@ def predict(run_dir: Path, images, output: Path | None, checkpoint: str, overrid
     writer.writerow(["image", *classes, "prediction"])
     for path, probabilities in rows:
         best = max(range(len(classes)), key=lambda k: probabilities[k])
-        writer.writerow([printable_name(path), *(f"{p:.6f}" for p in probabilities), classes[best]])
+        writer.writerow([printable_name(path), *(repr(float(p)) for p in probabilities), classes[best]])
     text = buffer.getvalue()
     if output:
         from synergic.experiment import write_text_atomically

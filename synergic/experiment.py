@@ -477,6 +477,13 @@ def run(
     )
     inform(f"backbone: {describe_backbone(backbone)}")
     preprocessing = build_preprocessing(recipe, model)
+    stored = (checkpoint.get("metadata") or {}).get("preprocessing") if checkpoint else None
+    if stored is not None:
+        # The checkpoint's record wins: a timm upgrade that changed the backbone's default
+        # mean/std must not change the inputs halfway through a run.
+        from synergic.data.preprocess import Preprocessing
+
+        preprocessing = Preprocessing.from_dict(stored, source=f"{run_dir}/checkpoints/last.pt")
     if check_only:
         return None
     stage("preparing data")

@@ -3,6 +3,8 @@
 ::
 
     recipe.yaml         the resolved recipe (paths absolute), as the run was last started
+    preprocessing.json  how files became model inputs (image size, resize filter, JPEG decode
+                        scale, mean, std): what ``predict`` and ``eval`` use
     run.json            the run's record: synergic version, data fingerprint, every change of
                         train.iterations (extensions), the selected checkpoint
     splits.csv          image,split,label: every image of train, val and test, as used
@@ -27,6 +29,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import shutil
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -194,7 +197,8 @@ def absolute_paths(recipe: Recipe, base: Path | None = None) -> Recipe:
         if value is None:
             return None
         path = Path(value).expanduser()
-        return str(path if path.is_absolute() else (base / path).absolute())
+        # abspath also folds "a/../b", as a shell would print it.
+        return os.path.abspath(path if path.is_absolute() else base / path)
 
     data = recipe.data.model_copy(
         update={"root": absolute(recipe.data.root), "cache_dir": absolute(recipe.data.cache_dir)}

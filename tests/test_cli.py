@@ -98,7 +98,8 @@ def test_run_writes_the_run_directory(tiny_run, _tiny_runs):
     files = sorted(p.relative_to(tiny_run).as_posix() for p in tiny_run.rglob("*") if p.is_file())
     assert files == [
         "checkpoints/best.pt", "checkpoints/last.pt", "log.csv", "metrics.json", "pr.png",
-        "predictions.csv", "preprocessing.json", "recipe.yaml", "roc.png", "test_labels.csv",
+        "predictions.csv", "preprocessing.json", "recipe.yaml", "roc.png", "run.json",
+        "splits.csv", "test_labels.csv",
     ]
     assert load_recipe(tiny_run / "recipe.yaml") == load_recipe(_tiny_runs["recipe"])
     output = _tiny_runs["output"]
@@ -174,7 +175,8 @@ def test_run_by_builtin_name_resolves_overrides_into_the_default_run_directory(
     assert saved["name"] == "isic2016_sdl2"
     assert saved["data"]["root"] == str(root) and saved["data"]["image_size"] == 32
     assert saved["model"]["backbone"] == {
-        "name": "test_efficientnet", "pretrained": False, "weights": None, "options": {}
+        "name": "test_efficientnet", "pretrained": False, "weights": None, "weights_key": None,
+        "options": {},
     }
     assert saved["train"]["iterations"] == 2 and saved["train"]["batch_size"] == 2
     # Everything not overridden is the paper's setting, written out.
