@@ -126,21 +126,18 @@ def run(recipe: str, overrides, output: Path | None, resume: bool, overwrite: bo
     """Train and evaluate RECIPE (a YAML file or a built-in recipe name)."""
     from synergic.training import distributed
 
-    debug = click.get_current_context().find_root().obj["debug"]
-    if devices > 1 and not distributed.launched_by_torchrun():
-        loaded = _load(recipe, overrides)
-        if resume and output is None:
-            raise SynergicError("--resume needs --output: the run directory to continue")
-        output = output or _default_output(loaded.name)
-        arguments = ["--debug"] * debug + ["run", recipe, *(f"--set={o}" for o in overrides)]
-        arguments += [f"--output={output}"] + ["--resume"] * resume + ["--overwrite"] * overwrite
-        _launch_distributed(devices, arguments, loaded, output, resume=resume, overwrite=overwrite)
-        return
-    # A process of --devices N reports its error to the launcher, which shows it once.
+    debug = bool((click.get_current_context().obj or {}).get("debug"))
+    # A process started by --devices N reports its error to the launcher, which shows it once.
     with distributed.errors_reported_to_launcher(enabled=not debug):
         loaded = _load(recipe, overrides)
         if resume and output is None:
             raise SynergicError("--resume needs --output: the run directory to continue")
+        if devices > 1 and not distributed.launched_by_torchrun():
+            output = output or _default_output(loaded.name)
+            arguments = ["--debug"] * debug + ["run", recipe, *(f"--set={o}" for o in overrides)]
+            arguments += [f"--output={output}"] + ["--resume"] * resume + ["--overwrite"] * overwrite
+            _launch_distributed(devices, arguments, loaded, output, resume=resume, overwrite=overwrite)
+            return
         if distributed.launched_by_torchrun():
             info = distributed.init_distributed(loaded.train.device)
             # Every rank must write to (and rank 0 create) the same directory.

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -126,13 +125,7 @@ def _finish(figure: Figure, axes, path: str | os.PathLike[str], title: str) -> P
 def _write_atomically(figure: Figure, path: Path) -> Path:
     # A reader (a dashboard, a half-finished copy) never sees a truncated PNG: write next to the
     # target, then rename over it in one step.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            figure.savefig(stream, format="png")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    from synergic.training.checkpoint import atomic_write
+
+    atomic_write(path, lambda stream: figure.savefig(stream, format="png"))
     return path

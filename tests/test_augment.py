@@ -256,7 +256,7 @@ def test_to_float01_and_normalize():
     assert to_float01(floats) is floats
     normalized = normalize(floats, mean=[0.0, 0.2, 0.5], std=[1.0, 0.5, 0.25])
     torch.testing.assert_close(normalized.flatten(), torch.tensor([0.0, 0.0, 2.0]))
-    with pytest.raises(SynergicError, match="one value per channel"):
+    with pytest.raises(SynergicError, match="one mean and std per channel"):
         normalize(floats, mean=[0.5, 0.5], std=[0.5, 0.5])
     with pytest.raises(SynergicError, match="to_float01"):
         normalize(images, mean=[0.5] * 3, std=[0.5] * 3)

@@ -57,7 +57,7 @@ def test_a_minimal_recipe_gets_the_papers_defaults(tmp_path):
         True,
     )
     assert recipe.model.components == 2
-    assert (recipe.model.backbone.name, recipe.model.backbone.pretrained) == ("resnet50", True)
+    assert (recipe.model.backbone.name, recipe.model.backbone.pretrained) == ("resnet50.tv_in1k", True)
     assert (recipe.model.head.hidden, recipe.model.head.init_range) == (1024, 0.05)
     assert recipe.model.head.activation == "none"
     assert recipe.model.synergic_head.name == "mlp"

@@ -313,3 +313,21 @@ def test_results_are_written_with_the_users_umask(tmp_path):
         assert (tmp_path / "b.json").stat().st_mode & 0o777 == 0o600
     finally:
         os.umask(old)
+
+
+def test_every_file_of_a_run_follows_the_umask(tmp_path):
+    """metrics.json, the plots, checkpoints and reports were written 0600 (private temporary
+    files renamed into place) while log.csv was 0644."""
+    old = os.umask(0o022)
+    try:
+        recipe = write_recipe(tmp_path / "tiny.yaml")
+        code, output = invoke(["run", recipe, "--output", tmp_path / "run"])
+        assert code == 0, output
+        code, output = invoke(["report", tmp_path / "run", "--output", tmp_path / "report.md"])
+        assert code == 0, output
+    finally:
+        os.umask(old)
+    files = [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix != ".yaml" or p.name == "recipe.yaml"]
+    modes = {p.relative_to(tmp_path).as_posix(): oct(p.stat().st_mode & 0o777) for p in files}
+    assert "run/checkpoints/last.pt" in modes and "report.md" in modes
+    assert set(modes.values()) == {"0o644"}, modes

@@ -45,19 +45,19 @@ def to_float01(images: Tensor) -> Tensor:
 def normalize(
     images: Tensor, mean: Sequence[float] | Tensor, std: Sequence[float] | Tensor
 ) -> Tensor:
-    """``(images - mean) / std`` per channel, for float images ``[B, C, H, W]`` in [0, 1]."""
+    """``(images - mean) / std`` per channel, for float images ``[B, C, H, W]`` in [0, 1].
+
+    The same arithmetic as :func:`synergic.data.preprocess.normalize` (the one path every input
+    takes), which also accepts uint8 images; here uint8 is refused so that a forgotten
+    :func:`to_float01` is caught.
+    """
+    from synergic.data.preprocess import normalize as normalize_inputs
+
     if not images.is_floating_point():
         raise SynergicError(
             f"normalize expects float images in [0, 1], got {images.dtype}; call to_float01 first"
         )
-    mean_t = torch.as_tensor(mean, dtype=images.dtype, device=images.device).reshape(1, -1, 1, 1)
-    std_t = torch.as_tensor(std, dtype=images.dtype, device=images.device).reshape(1, -1, 1, 1)
-    if mean_t.shape[1] != images.shape[1] or std_t.shape[1] != images.shape[1]:
-        raise SynergicError(
-            f"normalize: mean and std need one value per channel ({images.shape[1]}), "
-            f"got {mean_t.shape[1]} and {std_t.shape[1]}"
-        )
-    return (images - mean_t) / std_t
+    return normalize_inputs(images, mean, std)
 
 
 def augment_batch(

@@ -414,6 +414,8 @@ def check_registry_names(recipe: Recipe, *, source: str = "recipe") -> None:
         if names is registry.backbones:
             message = _unknown_backbone(name, names.names())
             if message is None:
+                message = _unknown_pretrained_tag(name)
+            if message is None:
                 continue
         else:
             message = names.unknown_message(name)
@@ -421,6 +423,21 @@ def check_registry_names(recipe: Recipe, *, source: str = "recipe") -> None:
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise UnknownNameError(f"{source}: {problems[0]}{more}")
+
+
+def _unknown_pretrained_tag(name: str) -> str | None:
+    """None when ``name`` has no tag or timm knows its tag (``resnet50.tv_in1k``); otherwise
+    what to say (timm.is_model accepts any tag, ``resnet50.xx`` included)."""
+    if "." not in name:
+        return None
+    from synergic.errors import SynergicError
+    from synergic.models.backbones import resolved_backbone
+
+    try:
+        resolved_backbone(name, pretrained=False, weights=None)
+    except SynergicError as error:
+        return str(error).removeprefix(f"backbone '{name}': ")
+    return None
 
 
 def _unknown_backbone(name: str, registered: list[str]) -> str | None:

@@ -161,8 +161,11 @@ class BackboneConfig(_NamedComponent):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(
-        "resnet50",
-        description="A registered backbone or any timm model name (`synergic list backbones`).",
+        "resnet50.tv_in1k",
+        description="A registered backbone or any timm model name (`synergic list backbones`), "
+        "optionally with timm's pretrained tag. The default is the paper's: ResNet-50 with the "
+        "classic torchvision ImageNet weights (timm's plain `resnet50` means another recipe's "
+        "weights, `a1_in1k`).",
     )
     pretrained: bool = Field(
         True, description="Start from pretrained (ImageNet) weights, as the paper does."

@@ -166,8 +166,8 @@ def wants_sync_batchnorm(setting: bool | str, module: nn.Module, info: Distribut
 
 class _SumOverRanks(torch.autograd.Function):
     """The sum over ranks of a tensor, differentiable: the gradient of every rank's copy of the
-    sum flows back to every rank's input (``torch.distributed.nn.functional.all_reduce``, which
-    torch 2.14 deprecates without a public successor)."""
+    sum flows back to every rank's input (what ``torch.distributed.nn.functional.all_reduce``
+    did; torch 2.14 deprecates it for the private ``_functional_collectives``)."""
 
     @staticmethod
     def forward(ctx, tensor: torch.Tensor, group) -> torch.Tensor:
@@ -261,10 +261,12 @@ def convert_sync_batchnorm(module: nn.Module, device: str | torch.device = "cpu"
     from timm.layers import BatchNormAct2d
 
     converted = module
-    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, AllReduceBatchNorm):
+    batchnorm = isinstance(module, nn.modules.batchnorm._BatchNorm)
+    if batchnorm and not isinstance(module, AllReduceBatchNorm):
         act = isinstance(module, BatchNormAct2d)
         converted = (AllReduceBatchNormAct if act else AllReduceBatchNorm)(
-            module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats
+            module.num_features, module.eps, module.momentum, module.affine,
+            module.track_running_stats,
         )
         if act:
             converted.act, converted.drop = module.act, module.drop
@@ -333,15 +335,14 @@ def launch(processes: int, arguments: list[str]) -> None:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
-    # torchrun's warnings and failure logs would bury the one line that matters.
-    loggers = [logging.getLogger(name) for name in ("torch.distributed.run", "torch.distributed.elastic")]
-    levels = [logger.level for logger in loggers]
     with tempfile.TemporaryDirectory(prefix="synergic-processes-") as folder:
         os.environ[WORKER_ERRORS_ENV] = folder
-        for logger in loggers:
-            logger.setLevel(logging.CRITICAL)
+        # torchrun's warnings and failure logs would bury the one line that matters; this
+        # process does nothing else meanwhile (the processes it starts log as usual).
+        logging.disable(logging.CRITICAL)
         try:
-            run(parse_args(["--standalone", f"--nproc-per-node={processes}", "-m", "synergic", *arguments]))
+            run(parse_args(["--standalone", f"--nproc-per-node={processes}", "-m", "synergic",
+                            *arguments]))
         except ChildFailedError as failure:
             rank, first = failure.get_first_failure()
             raise _worker_error(Path(folder), rank, first.signal_name() if first.exitcode < 0
@@ -351,8 +352,7 @@ def launch(processes: int, arguments: list[str]) -> None:
             raise (error if error is not None else KeyboardInterrupt()) from None
         finally:
             os.environ.pop(WORKER_ERRORS_ENV, None)
-            for logger, level in zip(loggers, levels):
-                logger.setLevel(level)
+            logging.disable(logging.NOTSET)
 
 
 def _worker_error(folder: Path, rank: int | None, how: str) -> SynergicError | None:
@@ -374,6 +374,6 @@ def _worker_error(folder: Path, rank: int | None, how: str) -> SynergicError | N
     if rank is None:
         return None
     return SynergicError(
-        f"the training process of rank {rank} ended with {how} before reporting an error "
-        "(out of memory?): rerun with --debug to see every process"
+        f"the training process of rank {rank} ended with {how} without reporting an error "
+        "(killed, out of memory?); its output, if any, is above"
     )

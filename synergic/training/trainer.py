@@ -62,6 +62,14 @@ class Augmentation:
     vflip: bool = True
     fill: str = "reflect"
 
+    def __post_init__(self) -> None:
+        from synergic.data.augment import FILL_MODES
+
+        if self.fill not in FILL_MODES:
+            raise ValueError(f"Augmentation: fill must be one of {', '.join(FILL_MODES)}, got {self.fill!r}")
+        if not math.isfinite(self.rotation) or self.rotation < 0:
+            raise ValueError(f"Augmentation: rotation must be finite degrees >= 0, got {self.rotation!r}")
+
     @property
     def enabled(self) -> bool:
         return self.rotation > 0 or self.hflip or self.vflip
