@@ -69,14 +69,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _factory_call(recipe: Recipe, split: str):
+def _factory_call(recipe: Recipe, split: str, *, download: bool = True):
     from synergic import registry
 
     data = recipe.data
-    factory = registry.datasets.get(data.dataset)
+    entry = registry.datasets.entry(data.dataset)
+    factory = entry.factory
     options = dict(data.options)
     if data.download:
         options["download"] = True
+    _check_factory_options(factory, data.dataset, entry.origin, options)
+    if not download:
+        options.pop("download", None)
     try:
         return factory(root=data.root, split=split, **options)
     except TypeError as error:
@@ -86,19 +90,82 @@ def _factory_call(recipe: Recipe, split: str):
         ) from None
 
 
-def open_datasets(recipe: Recipe) -> tuple[Any, Any | None, Any]:
-    """The train, validation (None when absent) and test data sets of ``recipe``."""
+def _check_factory_options(factory, name: str, origin: str, options: dict[str, Any]) -> None:
+    """Bind ``root``, ``split`` and ``options`` against the signature of the data-set factory
+    ``name``, so that a misspelt or missing option is a one-line error naming
+    ``data.options.<key>`` (with a "did you mean") before anything is read. A factory whose
+    signature cannot be read, or that takes ``**options``, checks its options itself.
+
+    Raises:
+        SynergicError: an option the factory does not take, a required option not given, or a
+            factory that takes no ``root``/``split`` keyword (a plugin's mistake).
+    """
+    import inspect
+
+    from synergic.errors import did_you_mean
+
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return
+    kinds = inspect.Parameter
+    named = {
+        key: p for key, p in parameters.items()
+        if p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY)
+    }
+    takes_any = any(p.kind is kinds.VAR_KEYWORD for p in parameters.values())
+    where = f"data set '{name}'" + (f" (from {origin})" if origin != "synergic" else "")
+    for framework_key in ("root", "split"):
+        if framework_key in options:
+            raise SynergicError(
+                f"data.options.{framework_key}: synergic passes {framework_key} itself"
+                + (": set data.root instead" if framework_key == "root" else
+                   ": remove it (each split is opened in turn)")
+            )
+        if framework_key not in named and not takes_any:
+            raise SynergicError(
+                f"{where} cannot be called: its factory takes no '{framework_key}' keyword; a "
+                "data-set factory must accept root= and split= (see the register_datasets hook)"
+            )
+    choices = [key for key in named if key not in ("root", "split", "download")]
+    for key in options:
+        if key not in named and not takes_any:
+            if key == "download":
+                raise SynergicError(
+                    f"data.download: {where} cannot download its files: set data.download: "
+                    "false and put the files in data.root"
+                )
+            raise SynergicError(
+                f"data.options.{key}: {where} has no option '{key}'{did_you_mean(key, choices)}; "
+                f"its options: {', '.join(choices) or '(none)'}"
+            )
+    for key, parameter in named.items():
+        if parameter.default is kinds.empty and key not in ("root", "split") and key not in options:
+            raise SynergicError(
+                f"{where} needs data.options.{key}; its options: {', '.join(choices)}"
+            )
+
+
+def open_datasets(recipe: Recipe, *, download: bool = True) -> tuple[Any, Any | None, Any]:
+    """The train, validation (None when absent) and test data sets of ``recipe``; with
+    ``download=False``, ``data.download`` is not passed on (``synergic recipe check``).
+
+    Raises:
+        SynergicError: an option the data-set factory does not take (see
+            :func:`_check_factory_options`), or what the factory and
+            :func:`synergic.data.checks.check_dataset` refuse (missing files, bad labels).
+    """
     from synergic.data import NoSuchSplit
     from synergic.data.checks import check_dataset
 
     name = recipe.data.dataset
-    train = _factory_call(recipe, "train")
+    train = _factory_call(recipe, "train", download=download)
     check_dataset(train, split="train", name=name)
     try:
-        validation = _factory_call(recipe, "val")
+        validation = _factory_call(recipe, "val", download=download)
     except NoSuchSplit:
         validation = None
-    test = _factory_call(recipe, "test")
+    test = _factory_call(recipe, "test", download=download)
     for split, dataset in (("val", validation), ("test", test)):
         if dataset is not None:
             check_dataset(dataset, split=split, name=name, num_classes=len(train.classes))
@@ -209,15 +276,20 @@ def split_table(
     return table
 
 
-def build_recipe_model(recipe: Recipe, num_classes: int):
-    """The SDL^n model of ``recipe`` (seeded), checked against the recipe's image size."""
+def build_recipe_model(recipe: Recipe, num_classes: int, *, fetch_weights: bool = True):
+    """The SDL^n model of ``recipe`` (seeded), checked against the recipe's image size.
+
+    ``fetch_weights=False`` builds a backbone whose pretrained weights come from the network
+    (``model.backbone.pretrained`` without ``weights``) with random weights instead; a local
+    ``model.backbone.weights`` file is read either way."""
     from synergic.models.sdl import build_model
 
     m = recipe.model
     seed_everything(recipe.seed)
     model = build_model(
         m.backbone.name, num_classes=num_classes, components=m.components,
-        pretrained=m.backbone.pretrained, weights=m.backbone.weights,
+        pretrained=m.backbone.pretrained and (fetch_weights or m.backbone.weights is not None),
+        weights=m.backbone.weights,
         weights_key=m.backbone.weights_key,
         backbone_options=m.backbone.options, hidden=m.head.hidden, init_range=m.head.init_range,
         activation=m.head.activation, synergic_head=m.synergic_head.name,
@@ -253,14 +325,7 @@ def build_training(recipe: Recipe, data: PreparedData, model=None):
     m, t = recipe.model, recipe.train
     if model is None:
         model = build_recipe_model(recipe, len(data.classes))
-    sampler_cls = registry.pair_samplers.get(t.sampler.name)
-    try:
-        sampler = sampler_cls(
-            data.train.labels.tolist(), num_streams=m.components, batch_size=t.batch_size,
-            seed=recipe.seed, **t.sampler.options,
-        )
-    except (TypeError, ValueError) as error:
-        raise SynergicError(f"train.sampler: {error}") from None
+    sampler = build_sampler(recipe, data.train.labels.tolist())
     optimizer = default_optimizer(
         model, lr=t.optimizer.lr, momentum=t.optimizer.momentum,
         weight_decay=t.optimizer.weight_decay, nesterov=t.optimizer.nesterov,
@@ -273,6 +338,25 @@ def build_training(recipe: Recipe, data: PreparedData, model=None):
     aggregator = registry.aggregators.get(m.aggregator)
     mean, std = backbone_normalization(model.components[0].backbone)
     return model, loss, sampler, optimizer, schedule, aggregator, (mean, std)
+
+
+def build_sampler(recipe: Recipe, labels: Sequence[int]):
+    """The pair sampler ``train.sampler`` names, over the training ``labels``.
+
+    Raises:
+        SynergicError: ``train.sampler.options`` that the sampler refuses (one line).
+    """
+    from synergic import registry
+
+    m, t = recipe.model, recipe.train
+    sampler_cls = registry.pair_samplers.get(t.sampler.name)
+    try:
+        return sampler_cls(
+            list(labels), num_streams=m.components, batch_size=t.batch_size,
+            seed=recipe.seed, **t.sampler.options,
+        )
+    except (TypeError, ValueError) as error:
+        raise SynergicError(f"train.sampler: {error}") from None
 
 
 def _check_image_size(model, recipe: Recipe) -> None:
@@ -328,18 +412,7 @@ def write_results(run_dir: Path, classes: list[str], test_ids: list[str], evalua
         [["image", "label"], *([image_id, names[label]] for image_id, label
                                in zip(ids, evaluation.labels.tolist()))]
     ))
-    if len(classes) == 2:
-        from synergic.plots import plot_pr, plot_roc
-
-        labels = evaluation.labels.numpy()
-        curves = {"SDL (aggregate)" if len(evaluation.component_probabilities) > 1 else "model":
-                  (evaluation.probabilities[:, 1].double().numpy(), labels)}
-        if len(evaluation.component_probabilities) > 1:
-            for k, p in enumerate(evaluation.component_probabilities):
-                curves[f"component {k + 1}"] = (p[:, 1].double().numpy(), labels)
-        if len(set(labels.tolist())) == 2:
-            plot_roc(curves, run_dir / "roc.png", title="ROC, test set")
-            plot_pr(curves, run_dir / "pr.png", title="Precision-recall, test set")
+    _plot_test_curves(run_dir, names, evaluation)
     metrics = {
         "test": evaluation.metrics,
         "test_components": evaluation.component_metrics,
@@ -348,6 +421,30 @@ def write_results(run_dir: Path, classes: list[str], test_ids: list[str], evalua
     write_text_atomically(
         run_dir / "metrics.json", json.dumps(json_safe(metrics), indent=2, sort_keys=False) + "\n"
     )
+
+
+def _plot_test_curves(run_dir: Path, classes: list[str], evaluation) -> None:
+    """roc.png and pr.png: the aggregate's curves and each component's. Two classes: the positive
+    class (index 1) on one plot; more: one panel per class, that class against the rest, leaving
+    out (and naming) classes the test set lacks. Nothing is drawn without a curve to draw."""
+    from synergic import plots
+
+    labels = evaluation.labels.numpy()
+    components = evaluation.component_probabilities
+    probabilities = {"SDL (aggregate)" if len(components) > 1 else "model": evaluation.probabilities}
+    if len(components) > 1:
+        probabilities.update({f"component {k + 1}": p for k, p in enumerate(components)})
+    if len(classes) == 2:
+        if len(set(labels.tolist())) == 2:
+            curves = {name: (p[:, 1].double().numpy(), labels) for name, p in probabilities.items()}
+            plots.plot_roc(curves, run_dir / "roc.png", title="ROC, test set")
+            plots.plot_pr(curves, run_dir / "pr.png", title="Precision-recall, test set")
+    elif len(set(labels.tolist())) >= 2:
+        curves = {name: (p.double().numpy(), labels) for name, p in probabilities.items()}
+        plots.plot_roc_one_vs_rest(curves, classes, run_dir / "roc.png",
+                                   title="ROC, test set, one class vs the rest")
+        plots.plot_pr_one_vs_rest(curves, classes, run_dir / "pr.png",
+                                  title="Precision-recall, test set, one class vs the rest")
 
 
 def resumable_checkpoint(run_dir: Path, recipe: Recipe) -> dict[str, Any] | None:
@@ -360,7 +457,7 @@ def resumable_checkpoint(run_dir: Path, recipe: Recipe) -> dict[str, Any] | None
     another synergic major.minor version; a run already past ``train.iterations``.
     """
     from synergic.recipe.loading import load_recipe
-    from synergic.rundir import check_resume
+    from synergic.rundir import check_last_checkpoint_kept, check_resume
     from synergic.training.checkpoint import check_resumable_version, load_checkpoint
 
     state_of_dir = run_directory_state(run_dir)
@@ -374,6 +471,7 @@ def resumable_checkpoint(run_dir: Path, recipe: Recipe) -> dict[str, Any] | None
     saved_path = run_dir / "recipe.yaml"
     last = run_dir / "checkpoints" / "last.pt"
     if not last.is_file():
+        check_last_checkpoint_kept(run_dir)  # else a finished run would start again from step 0
         if saved_path.is_file():
             check_resume(load_recipe(saved_path), recipe, run_dir=run_dir, step=0)
             return None
@@ -391,6 +489,16 @@ def resumable_checkpoint(run_dir: Path, recipe: Recipe) -> dict[str, Any] | None
             f"cannot resume {run_dir}: {last} does not record the recipe that wrote it; "
             "start a new run with --output"
         ) from None
+    from synergic.rundir import identity_differences
+
+    changed = identity_differences(saved, recipe, also_ignore=("train.iterations",))
+    if changed and saved_path.is_file():
+        if not identity_differences(load_recipe(saved_path), recipe, also_ignore=("train.iterations",)):
+            # recipe.yaml is this recipe, the checkpoint is not: a file copied from another run.
+            raise SynergicError(
+                f"cannot resume {run_dir}: {last} was written by a run of another recipe "
+                f"({', '.join(changed)}); resume it with its own recipe or start a new --output"
+            )
     check_resume(saved, recipe, run_dir=run_dir, step=int(state.get("step", 0)))
     return state
 
@@ -404,7 +512,7 @@ class RunResult:
 
 def run(
     recipe: Recipe,
-    run_dir: str | os.PathLike[str],
+    run_dir: str | os.PathLike[str] | None,
     *,
     resume: bool = False,
     overwrite: bool = False,
@@ -413,6 +521,7 @@ def run(
     on_stage: Callable[[str], None] | None = None,
     on_info: Callable[[str], None] | None = None,
     check_only: bool = False,
+    download: bool = True,
 ) -> RunResult | None:
     """Train and evaluate ``recipe``, writing the run directory ``run_dir`` (see
     :mod:`synergic.rundir` for its files).
@@ -420,7 +529,13 @@ def run(
     ``on_stage(message)`` is called as each stage starts; ``on_info(line)`` with facts the user
     should see before training (the classes, the data record). ``check_only`` returns None after
     the checks of everything a user can get wrong, before any image is decoded (``synergic run
-    --devices N`` runs them once before starting its processes).
+    --devices N`` runs them once before starting its processes, and ``synergic recipe check``
+    runs them with ``run_dir=None``, which skips the run directory's checks, and
+    ``download=False``): the data-set options bound against the factory's signature, the files
+    the data set lists (opened, not decoded), the validation split, ``train.select``, the model
+    (weights files read and fitted, image size), the sampler. ``download=False`` passes no
+    ``data.download`` to the data set and builds a backbone whose ImageNet weights would be
+    downloaded with random weights instead, so nothing is fetched.
     """
     import warnings
 
@@ -428,20 +543,22 @@ def run(
     from synergic.models.backbones import describe_backbone, resolved_backbone
     from synergic.recipe import recipe_to_yaml
     from synergic.rundir import (
-        absolute_paths, data_record, describe_data, identity_hash, record_iterations,
-        update_run_record, write_splits,
+        absolute_paths, data_record, describe_data, identity_hash, prune_checkpoints,
+        record_iterations, update_run_record, write_splits,
     )
     from synergic.training import distributed
     from synergic.training.trainer import Augmentation, Trainer
 
     stage = on_stage or (lambda message: None)
     inform = on_info or (lambda line: None)
-    run_dir = Path(run_dir)
+    if run_dir is None and not (check_only and not resume):
+        raise ValueError("run() needs a run_dir, except with check_only=True and resume=False")
+    run_dir = Path(run_dir) if run_dir is not None else None
     # Stored absolute, so that `synergic eval RUN` works from any directory.
     recipe = absolute_paths(recipe)
     info = distributed.init_distributed(recipe.train.device)
     distributed.check_batch(recipe.train.batch_size, info)
-    if not resume and info.is_main:
+    if not resume and info.is_main and run_dir is not None:
         claim_run_directory(run_dir, resume=False, overwrite=overwrite)
     distributed.barrier()
     checkpoint = resumable_checkpoint(run_dir, recipe) if resume else None
@@ -449,7 +566,7 @@ def run(
     # Everything a user can get wrong (data layout, labels, splits, weights, image size) is
     # checked before the slow part: decoding every image.
     stage("checking the data and building the model")
-    datasets = open_datasets(recipe)
+    datasets = open_datasets(recipe, download=download)
     classes = list(datasets[0].classes)
     carved = carve_validation(recipe, datasets[0], has_validation=datasets[1] is not None)
     splits = split_table(datasets, carved)
@@ -470,7 +587,8 @@ def run(
             )
     inform(f"classes: {', '.join(f'{k}={name}' for k, name in enumerate(classes))}")
     inform(f"data: {describe_data(record)}")
-    model = build_recipe_model(recipe, len(classes))
+    model = build_recipe_model(recipe, len(classes), fetch_weights=download)
+    build_sampler(recipe, splits["train"][1])  # its options, before any image is decoded
     backbone = resolved_backbone(  # the pretrained tag timm resolves the name to, for the record
         recipe.model.backbone.name, pretrained=recipe.model.backbone.pretrained,
         weights=recipe.model.backbone.weights, backbone=model.components[0].backbone,
@@ -560,6 +678,8 @@ def run(
         return RunResult(run_dir, {"test": evaluation.metrics}, evaluation)
     write_results(run_dir, data.classes, data.test.ids, evaluation, extra)
     update_run_record(run_dir, selected=extra["selected"])
+    # Only now, with the results written: until here last.pt is what a crashed run resumes from.
+    prune_checkpoints(run_dir, t.keep_checkpoints, extra["selected"]["checkpoint"])
     metrics = json.loads((run_dir / "metrics.json").read_text())
     return RunResult(run_dir, metrics, evaluation)
 

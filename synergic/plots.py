@@ -1,16 +1,18 @@
 """ROC and precision-recall plots in the style of the SDL paper's Fig. 3.
 
 One curve per entry (for example ``"SDL (aggregate)"``, ``"component 1"``, ``"component 2"``),
-with its AUC or AP in the legend. Figures are drawn on matplotlib's Agg canvas directly, without
-``pyplot``, so plotting changes no global state (no backend switch, no open figures) for code
-that shares the process, and works without a display.
+with its AUC or AP in the legend. With more than two classes, :func:`plot_roc_one_vs_rest` and
+:func:`plot_pr_one_vs_rest` draw one panel per class, that class against all others (as
+scikit-learn's multiclass ROC example), with the same entries in every panel. Figures are drawn on
+matplotlib's Agg canvas directly, without ``pyplot``, so plotting changes no global state (no
+backend switch, no open figures) for code that shares the process, and works without a display.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +22,23 @@ from sklearn import metrics as skm
 
 from synergic.errors import SynergicError
 
-__all__ = ["curve_label", "curve_labels", "plot_pr", "plot_roc"]
+__all__ = [
+    "curve_label",
+    "curve_labels",
+    "one_vs_rest",
+    "one_vs_rest_figure",
+    "plot_pr",
+    "plot_pr_one_vs_rest",
+    "plot_roc",
+    "plot_roc_one_vs_rest",
+]
 
 #: ``{name: (positive-class probabilities [N], labels [N])}``; a label is 1 (or True) for a
 #: positive case and 0 (or False) for a negative one.
 Curves = Mapping[str, tuple[np.ndarray, np.ndarray]]
+
+#: ``{name: (class probabilities [N, K], class indices [N])}``, for :func:`one_vs_rest`.
+ClassCurves = Mapping[str, tuple[np.ndarray, np.ndarray]]
 
 
 def curve_label(name: str, metric: str, value: float) -> str:
@@ -54,14 +68,7 @@ def plot_roc(curves: Curves, path: str | os.PathLike[str], title: str | None = N
     The legend gives each curve's ROC AUC; a dashed diagonal marks chance.
     """
     figure, axes = _new_axes()
-    axes.plot([0, 1], [0, 1], linestyle="--", color="0.6", linewidth=1, label="chance")
-    labels = curve_labels(curves, "roc")
-    for name, (scores, is_positive) in _checked(curves).items():
-        false_positive_rate, true_positive_rate, _ = skm.roc_curve(is_positive, scores)
-        axes.plot(false_positive_rate, true_positive_rate, label=labels[name])
-    axes.set_xlabel("False positive rate (1 - specificity)")
-    axes.set_ylabel("True positive rate (sensitivity)")
-    axes.legend(loc="lower right")
+    _draw(axes, curves, "roc")
     return _finish(figure, axes, path, title or "ROC curve")
 
 
@@ -72,16 +79,163 @@ def plot_pr(curves: Curves, path: str | os.PathLike[str], title: str | None = No
     ``average_precision_score``, the ISIC scorer's AP).
     """
     figure, axes = _new_axes()
-    labels = curve_labels(curves, "pr")
-    for name, (scores, is_positive) in _checked(curves).items():
-        precision, recall, _ = skm.precision_recall_curve(is_positive, scores)
-        # Recall comes in decreasing order; each point's precision holds down to the next recall,
-        # which is the rectangle that average_precision_score sums (as in sklearn's own display).
-        axes.step(recall, precision, where="post", label=labels[name])
-    axes.set_xlabel("Recall (sensitivity)")
-    axes.set_ylabel("Precision")
-    axes.legend(loc="lower left")
+    _draw(axes, curves, "pr")
     return _finish(figure, axes, path, title or "Precision-recall curve")
+
+
+def one_vs_rest(
+    curves: ClassCurves, classes: Sequence[str]
+) -> tuple[dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], dict[str, str]]:
+    """Split K-class curves into one binary :data:`Curves` per class: that class's probability
+    column against ``labels == class`` (one-vs-rest).
+
+    Returns ``(drawable, skipped)``: ``drawable`` maps each class name, in ``classes`` order, to
+    its binary curves; ``skipped`` maps each class without a curve to why: no test image of the
+    class, or every test image is of it. Entries may score different images (rows of a report);
+    a class is drawn for each entry whose labels hold the class and another one.
+
+    Raises:
+        SynergicError: no entries, probabilities that are not ``[N, K]`` with ``K = len(classes)``,
+            or labels that are not ``N`` class indices in ``0..K-1``.
+    """
+    if not curves:
+        raise SynergicError("no curves to plot: pass at least one {name: (probabilities, labels)}")
+    classes = list(classes)
+    checked: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name, (probabilities, labels) in curves.items():
+        probabilities = np.asarray(probabilities, dtype=np.float64)
+        labels = np.asarray(labels).ravel()
+        if probabilities.ndim != 2 or probabilities.shape[1] != len(classes):
+            raise SynergicError(
+                f"curve {name!r}: probabilities of shape {probabilities.shape}, expected "
+                f"[N, {len(classes)}] for the classes {classes}"
+            )
+        if probabilities.shape[0] != labels.size:
+            raise SynergicError(
+                f"curve {name!r}: {probabilities.shape[0]} rows of probabilities but "
+                f"{labels.size} labels; pass one row per label"
+            )
+        if labels.size and (not np.issubdtype(labels.dtype, np.integer)
+                            or labels.min() < 0 or labels.max() >= len(classes)):
+            raise SynergicError(
+                f"curve {name!r}: labels must be class indices 0..{len(classes) - 1}"
+            )
+        checked[name] = (probabilities, labels)
+    drawable: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    skipped: dict[str, str] = {}
+    for index, class_name in enumerate(classes):
+        binary = {}
+        for name, (probabilities, labels) in checked.items():
+            is_class = labels == index
+            if is_class.any() and not is_class.all():
+                binary[name] = (probabilities[:, index], is_class)
+        if binary:
+            drawable[class_name] = binary
+        elif any((labels == index).any() for _, labels in checked.values()):
+            skipped[class_name] = "every test image is of it"
+        else:
+            skipped[class_name] = "no test image"
+    return drawable, skipped
+
+
+def plot_roc_one_vs_rest(
+    curves: ClassCurves,
+    classes: Sequence[str],
+    path: str | os.PathLike[str],
+    title: str | None = None,
+) -> Path:
+    """Write one-vs-rest ROC curves of K-class predictions to the PNG file ``path``.
+
+    One panel per class (see :func:`one_vs_rest`), each with one curve per entry of ``curves``
+    and its ROC AUC (``sklearn.metrics.roc_auc_score`` of that class against the rest) in the
+    legend. Classes without a curve are named under the panels. Returns the path.
+
+    Raises:
+        SynergicError: as :func:`one_vs_rest`, or when no class has a curve.
+    """
+    figure = one_vs_rest_figure(curves, classes, "roc", title or "ROC, one class vs the rest")
+    return _write_atomically(figure, Path(path))
+
+
+def plot_pr_one_vs_rest(
+    curves: ClassCurves,
+    classes: Sequence[str],
+    path: str | os.PathLike[str],
+    title: str | None = None,
+) -> Path:
+    """Write one-vs-rest precision-recall curves of K-class predictions to the PNG file ``path``.
+
+    As :func:`plot_roc_one_vs_rest`, with each entry's average precision
+    (``sklearn.metrics.average_precision_score`` of that class against the rest) in the legend;
+    their mean over the classes is the run's ``ap`` metric. Returns the path.
+
+    Raises:
+        SynergicError: as :func:`plot_roc_one_vs_rest`.
+    """
+    figure = one_vs_rest_figure(
+        curves, classes, "pr", title or "Precision-recall, one class vs the rest"
+    )
+    return _write_atomically(figure, Path(path))
+
+
+def one_vs_rest_figure(
+    curves: ClassCurves, classes: Sequence[str], kind: str, title: str
+) -> Figure:
+    """The matplotlib ``Figure`` that :func:`plot_roc_one_vs_rest` (``kind="roc"``) or
+    :func:`plot_pr_one_vs_rest` (``kind="pr"``) writes: panels in up to three columns, titled
+    ``"<class> vs rest"``, in ``classes`` order, the classes left out named underneath.
+
+    Raises:
+        SynergicError: an unknown ``kind``, inputs :func:`one_vs_rest` refuses, or no class with
+            a curve (a test set of one class).
+    """
+    if kind not in _SUMMARIES:
+        raise SynergicError(f"kind must be 'roc' or 'pr', got {kind!r}")
+    drawable, skipped = one_vs_rest(curves, classes)
+    if not drawable:
+        reasons = "; ".join(f"{name}: {why}" for name, why in skipped.items())
+        raise SynergicError(
+            f"no class has a one-vs-rest curve ({reasons}); evaluate on a set with several classes"
+        )
+    columns = min(3, len(drawable))
+    rows = math.ceil(len(drawable) / columns)
+    figure = Figure(figsize=(4.2 * columns, 4.2 * rows + 0.6), dpi=120)
+    FigureCanvasAgg(figure)
+    for panel, (class_name, binary) in enumerate(drawable.items()):
+        axes = figure.add_subplot(rows, columns, panel + 1)
+        _draw(axes, binary, kind, legend_size="small")
+        _style(axes, f"{class_name} vs rest")
+    figure.suptitle(title)
+    bottom = 0.0
+    if skipped:
+        note = "not drawn: " + "; ".join(f"{name} ({why})" for name, why in skipped.items())
+        figure.text(0.5, 0.01, note, ha="center", va="bottom", fontsize="small", wrap=True)
+        bottom = 0.5 / figure.get_figheight()
+    figure.tight_layout(rect=(0.0, bottom, 1.0, 1.0))
+    return figure
+
+
+def _draw(axes, curves: Curves, kind: str, legend_size: str | None = None) -> None:
+    labels = curve_labels(curves, kind)
+    if kind == "roc":
+        axes.plot([0, 1], [0, 1], linestyle="--", color="0.6", linewidth=1, label="chance")
+    for name, (scores, is_positive) in _checked(curves).items():
+        if kind == "roc":
+            false_positive_rate, true_positive_rate, _ = skm.roc_curve(is_positive, scores)
+            axes.plot(false_positive_rate, true_positive_rate, label=labels[name])
+        else:
+            precision, recall, _ = skm.precision_recall_curve(is_positive, scores)
+            # Recall comes in decreasing order; each point's precision holds down to the next
+            # recall, the rectangle that average_precision_score sums (as sklearn's display).
+            axes.step(recall, precision, where="post", label=labels[name])
+    if kind == "roc":
+        axes.set_xlabel("False positive rate (1 - specificity)")
+        axes.set_ylabel("True positive rate (sensitivity)")
+        axes.legend(loc="lower right", fontsize=legend_size)
+    else:
+        axes.set_xlabel("Recall (sensitivity)")
+        axes.set_ylabel("Precision")
+        axes.legend(loc="lower left", fontsize=legend_size)
 
 
 def _checked(curves: Curves) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -112,12 +266,16 @@ def _new_axes():
     return figure, axes
 
 
-def _finish(figure: Figure, axes, path: str | os.PathLike[str], title: str) -> Path:
+def _style(axes, title: str) -> None:
     axes.set_title(title)
     axes.set_xlim(0.0, 1.0)
     axes.set_ylim(0.0, 1.02)
     axes.set_aspect("equal")
     axes.grid(True, linewidth=0.5, alpha=0.4)
+
+
+def _finish(figure: Figure, axes, path: str | os.PathLike[str], title: str) -> Path:
+    _style(axes, title)
     figure.tight_layout()
     return _write_atomically(figure, Path(path))
 

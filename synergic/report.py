@@ -1,11 +1,13 @@
 """Comparison reports: runs and sweeps side by side, as the SDL paper's Table 1 and Figs. 3-5.
 
 >>> from synergic.report import write_report
->>> write_report(["runs/lambda", "runs/ensemble"], "report.md")   # doctest: +SKIP
+>>> write_report(["runs/lambda", "runs/ensemble"])   # doctest: +SKIP
 
-writes ``report.md`` and, beside it, the figures that the runs allow:
+writes ``runs/report.md`` (by default beside what it reports on: :func:`default_report_path`) and,
+beside it, the figures that the runs allow:
 
-- ``report_roc.png``: the ROC curves of the rows on one plot (Fig. 3), for two-class runs;
+- ``report_roc.png``: the ROC curves of the rows (Fig. 3): on one plot for two-class runs, one
+  panel per class (that class against the rest) for more;
 - ``report_lambda.png``: the metric against lambda (Fig. 4), when rows differ in
   ``train.synergic_weight``; validation and test panels;
 - ``report_components.png``: the metric against relative training time of SDL^n (Fig. 5), when
@@ -13,8 +15,9 @@ writes ``report.md`` and, beside it, the figures that the runs allow:
 
 A *row* is a set of runs whose recipes differ only in their seed (and in keys that do not change
 what a run computes, :data:`synergic.sweep.RESULT_NEUTRAL_KEYS`): a cell of a sweep, or runs given
-one by one. Its values are the mean and sample standard deviation over those runs. The paper's
-reported numbers follow as reference rows, marked "paper (reported)".
+one by one. Its values are the mean and sample standard deviation over those runs. When the runs
+are on the official ISIC 2016 split (:func:`paper_applies`), the paper's reported numbers follow
+as reference rows, marked "paper (reported)".
 
 Everything is read from the run directories (``recipe.yaml``, ``metrics.json``,
 ``predictions.csv``, ``log.csv``), except the test labels that the ROC curves need: they come from
@@ -43,8 +46,10 @@ __all__ = [
     "ReportRun",
     "RunGroup",
     "Report",
+    "default_report_path",
     "find_runs",
     "group_runs",
+    "paper_applies",
     "training_seconds",
     "read_test_labels",
     "write_report",
@@ -428,9 +433,13 @@ def _figure(width: float = 5.5, height: float = 4.5, panels: int = 1):
 
 
 def _save(figure, path: Path) -> Path:
+    figure.tight_layout()
+    return _write_figure(figure, path)
+
+
+def _write_figure(figure, path: Path) -> Path:
     from synergic.plots import _write_atomically  # the same atomic PNG writer as the run plots
 
-    figure.tight_layout()
     return _write_atomically(figure, path)
 
 
@@ -475,38 +484,52 @@ def _component_series(groups: Sequence[RunGroup]) -> dict[str, list[RunGroup]]:
 
 
 def _roc_figure(groups: Sequence[RunGroup], path: Path, notes: list[str]) -> Path | None:
+    """One ROC curve per row (its first seed): on one plot for two-class runs, one panel per class
+    (one-vs-rest) for more; the classes of the first row that has a curve decide which."""
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    from synergic.plots import curve_label
+    from synergic.plots import curve_label, one_vs_rest_figure
 
-    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    entries: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    classes: list[str] | None = None
     cache: dict = {}
     for group in groups:
         run = group.runs[0]
-        if len(run.metrics.get("classes") or []) != 2:
-            notes.append(f"ROC: {group.label} is not a two-class run; left out")
+        run_classes = list(run.metrics.get("classes") or [])
+        if len(run_classes) < 2:
+            notes.append(f"ROC: {run.run_dir} names no classes in its metrics.json; left out")
+            continue
+        if classes is not None and run_classes != classes:
+            notes.append(f"ROC: {group.label} has the classes {', '.join(run_classes)}; the "
+                         f"figure has those of the first row ({', '.join(classes)}); left out")
             continue
         try:
             probabilities, labels = read_test_labels(run, cache)
         except SynergicError as error:
             notes.append(f"ROC: test labels of {run.run_dir} unavailable ({error}); left out")
             continue
-        is_positive = labels == 1
-        if is_positive.all() or not is_positive.any():
+        if len(set(labels.tolist())) < 2:
             notes.append(f"ROC: the test set of {run.run_dir} has one class only; left out")
             continue
-        recorded = (run.metrics.get("test") or {}).get("auc")
-        recomputed = float(roc_auc_score(is_positive, probabilities[:, 1]))
-        if recorded is not None and abs(recorded - recomputed) > 1e-6:
-            notes.append(
-                f"ROC: the labels found for {run.run_dir} give AUC {recomputed:.4f}, but the run "
-                f"recorded {recorded:.4f} (has its data set changed?); left out"
-            )
+        mismatch = _recorded_mismatch(run, probabilities, labels)
+        if mismatch:
+            notes.append(f"ROC: the labels found for {run.run_dir} give {mismatch} (has its data "
+                         "set changed?); left out")
             continue
+        classes = run_classes
         name = group.short_label + (f" (seed {run.seed})" if len(group.runs) > 1 else "")
-        curves[curve_label(name, "AUC", recomputed)] = (probabilities[:, 1], is_positive)
-    if not curves:
+        entries[name] = (probabilities, labels)
+    if not entries:
         return None
+    if len(classes) > 2:
+        figure = one_vs_rest_figure(entries, classes, "roc",
+                                    "ROC, test set, one class vs the rest (as the paper's Fig. 3)")
+        return _write_figure(figure, path)
+    curves = {}
+    for name, (probabilities, labels) in entries.items():
+        is_positive = labels == 1
+        recomputed = float(roc_auc_score(is_positive, probabilities[:, 1]))
+        curves[curve_label(name, "AUC", recomputed)] = (probabilities[:, 1], is_positive)
     # Legends of many long labels go below the axes, where they cannot hide the curves.
     figure, (ax,) = _figure(6.0, 5.0 + 0.22 * len(curves))
     ax.plot([0, 1], [0, 1], linestyle="--", color="0.6", linewidth=1, label="chance")
@@ -521,6 +544,27 @@ def _roc_figure(groups: Sequence[RunGroup], path: Path, notes: list[str]) -> Pat
     ax.grid(True, linewidth=0.5, alpha=0.4)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize="small", frameon=False)
     return _save(figure, path)
+
+
+def _recorded_mismatch(run: ReportRun, probabilities: np.ndarray, labels: np.ndarray) -> str:
+    """``""`` when the test labels found reproduce the run's recorded AUC (its accuracy where the
+    AUC is undefined: a class missing from the test set), else what they give instead."""
+    from synergic.metrics import compute_metrics
+
+    recorded = run.metrics.get("test") or {}
+    try:
+        recomputed = compute_metrics(probabilities, labels)
+    except SynergicError as error:
+        return f"no metrics ({error})"
+    for key in ("auc", "accuracy"):
+        value = recomputed.get(key)
+        if recorded.get(key) is None or value is None or not np.isfinite(value):
+            continue
+        if abs(recorded[key] - value) > 1e-6:
+            shown = "AUC" if key == "auc" else key
+            return f"{shown} {value:.4f}, but the run recorded {recorded[key]:.4f}"
+        return ""
+    return ""
 
 
 def _lambda_figure(groups: Sequence[RunGroup], path: Path, metric: str) -> Path | None:
@@ -617,6 +661,8 @@ class Report:
     groups: list[RunGroup]
     figures: dict[str, Path]
     notes: list[str]
+    paper: bool = False
+    """Whether the paper's rows were added."""
 
 
 def _duration(seconds: float | None) -> str:
@@ -629,25 +675,100 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds / 3600:.2f} h"
 
 
+ISIC2016_OFFICIAL_COUNTS: dict[str, dict[str, int]] = {
+    "train": {"benign": 727, "malignant": 173},
+    "test": {"benign": 304, "malignant": 75},
+}
+"""Images per class of the official ISIC 2016 Part 3 split (ISBI 2016 challenge): the 900
+training images (here with any validation split carved from them) and the 379 test images on which
+the paper reports."""
+
+
+def paper_applies(runs: Sequence[ReportRun]) -> tuple[bool, list[str]]:
+    """Whether the paper's ISIC 2016 numbers compare with ``runs``, and why not.
+
+    They do when every run's recipe has ``data.dataset: isic2016`` and its ``metrics.json`` data
+    record (when it has one: runs of older versions do not) counts the official split's images per
+    class, :data:`ISIC2016_OFFICIAL_COUNTS` (train and validation together against ``train``).
+    Returns ``(applies, reasons)``, one reason per run that does not qualify.
+    """
+    reasons = []
+    for run in runs:
+        dataset = run.recipe.data.dataset
+        if dataset != "isic2016":
+            reasons.append(f"{run.run_dir} is on the data set {dataset}, not isic2016")
+            continue
+        record = run.metrics.get("data")
+        if not isinstance(record, dict):
+            continue
+        train: dict[str, int] = {}
+        for split in ("train", "validation"):
+            for name, count in (record.get(split) or {}).items():
+                train[name] = train.get(name, 0) + int(count)
+        counts = {"train": train, "test": dict(record.get("test") or {})}
+        if counts != ISIC2016_OFFICIAL_COUNTS:
+            reasons.append(
+                f"{run.run_dir} reads {sum(train.values())} training and validation and "
+                f"{sum(counts['test'].values())} test images of ISIC 2016, not the official 900 "
+                "and 379"
+            )
+    return not reasons, reasons
+
+
+def default_report_path(paths: Sequence[str | os.PathLike[str]]) -> Path:
+    """Where the report goes when no output is given: ``report.md`` in the one run or sweep
+    directory given, or in the deepest folder that holds all of several (their common parent,
+    ``runs/`` for ``runs/lambda runs/components``). Relative to the working directory when that
+    folder is inside it.
+
+    Raises:
+        SynergicError: no paths, or paths whose only common folder is the file system's root.
+    """
+    if not paths:
+        raise SynergicError("give at least one run or sweep directory")
+    folders = [os.path.abspath(path) for path in paths]
+    common = Path(os.path.commonpath(folders)) if len(folders) > 1 else Path(folders[0])
+    if common.parent == common:
+        raise SynergicError(
+            f"the directories given share no folder but {common}: give --output PATH.md for the "
+            "report"
+        )
+    try:
+        common = common.relative_to(Path.cwd())
+    except ValueError:
+        pass
+    return common / "report.md"
+
+
 def write_report(
     paths: Sequence[str | os.PathLike[str]],
-    output: str | os.PathLike[str] = "report.md",
+    output: str | os.PathLike[str] | None = None,
     *,
-    paper: bool = True,
+    paper: bool | None = None,
     metric: str = "ap",
 ) -> Report:
     """Write the Markdown report of the runs and sweeps in ``paths`` to ``output``, with its
     figures beside it (``<stem>_roc.png``, ``<stem>_lambda.png``, ``<stem>_components.png``).
 
-    ``metric`` is the one plotted against lambda and time; ``paper`` adds the paper's reported
-    numbers (Tables 1 and 2) as reference rows.
+    ``output`` defaults to ``report.md`` beside what is reported on
+    (:func:`default_report_path`). ``metric`` is the one plotted against lambda and time.
+    ``paper`` adds the paper's reported numbers (Tables 1 and 2) as reference rows; by default
+    (None) only when every run is on the official ISIC 2016 split (:func:`paper_applies`).
+
+    Raises:
+        SynergicError: ``output`` not ending in ``.md``, a path that holds no finished run, or (for
+            the default output) paths with no common folder but the file system's root.
     """
     from synergic.paper import AP_NOTE, CITATION, FIGURE_FINDINGS, TABLE_1, TABLE_2
 
-    output = Path(output)
+    output = default_report_path(paths) if output is None else Path(output)
     if output.suffix.lower() != ".md":
         raise SynergicError(f"--output {output}: the report is Markdown; give a path ending in .md")
     runs, selected, notes = find_runs(paths)
+    if paper is None:
+        paper, reasons = paper_applies(runs)
+        if not paper and any(run.recipe.data.dataset == "isic2016" for run in runs):
+            notes.append(f"the paper's rows are left out: {reasons[0]} (--paper adds them)")
     groups = group_runs(runs)
     for group in groups:
         group.selected = any(run.run_dir.resolve() in selected for run in group.runs)
@@ -741,7 +862,7 @@ def write_report(
     lines.append("")
     # Run folders and recipe values are file names: any that are not UTF-8 are written as \xNN.
     _write_text(output, printable_name("\n".join(lines)))
-    return Report(output, groups, figures, notes)
+    return Report(output, groups, figures, notes, paper)
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -9,7 +9,9 @@
                         train.iterations (extensions), the selected checkpoint
     splits.csv          image,split,label: every image of train, val and test, as used
     log.csv             step, each loss term, learning rate, seconds per step
-    checkpoints/        last.pt, best.pt (best validation AP, when there is a validation split)
+    checkpoints/        last.pt (resumable), best.pt (weights only: the best validation AP, when
+                        there is a validation split); after the run, those of
+                        train.keep_checkpoints (:func:`prune_checkpoints`)
     metrics.json        the selected model's test metrics, the data record, the selection
     predictions.csv     image,<class 0>,<class 1>,...: the selected model's probabilities
     test_labels.csv     image,label: the test set's ground truth, in the same order
@@ -48,6 +50,7 @@ RESULT_NEUTRAL_KEYS: tuple[str, ...] = (
     "train.num_workers",
     "train.eval_batch_size",
     "train.checkpoint_every",
+    "train.keep_checkpoints",
     "train.log_every",
     "train.eval_every",
 )
@@ -71,6 +74,15 @@ RESULT_FILES = (
 """Files that exist only once a run has finished: removed when a run is resumed or extended."""
 
 RUN_RECORD = "run.json"
+
+KEEP_CHECKPOINTS_SINGLE_RUN = "all"
+"""What ``train.keep_checkpoints: auto`` keeps after a single run (``synergic run``): ``last.pt``,
+so the run can be extended or resumed, and ``best.pt``, so either model can be evaluated."""
+
+KEEP_CHECKPOINTS_MANY_RUNS = "selected"
+"""What ``train.keep_checkpoints: auto`` keeps after each run of a sweep (and of any command that
+trains many runs of one recipe): only the reported model's checkpoint, which ``eval`` and
+``predict`` use; such runs are compared, rarely extended."""
 SPLITS_FILE = "splits.csv"
 
 
@@ -248,6 +260,98 @@ def resolve_checkpoint(run_dir: Path, checkpoint: str) -> str:
         except (OSError, ValueError):
             selected = {}
     return selected.get("checkpoint", "last")
+
+
+# -- checkpoints kept after a run ----------------------------------------------------------------
+
+
+def with_keep_checkpoints_default(recipe: Recipe, default: str) -> Recipe:
+    """``recipe`` with ``train.keep_checkpoints: auto`` replaced by ``default`` (e.g.
+    :data:`KEEP_CHECKPOINTS_MANY_RUNS` for a sweep's runs); an explicit value is kept."""
+    if recipe.train.keep_checkpoints != "auto":
+        return recipe
+    train = recipe.train.model_copy(update={"keep_checkpoints": default})
+    return recipe.model_copy(update={"train": train})
+
+
+def kept_checkpoints(keep: str, selected: str) -> tuple[str, ...]:
+    """The checkpoint names (``"last"``, ``"best"``) that ``train.keep_checkpoints`` = ``keep``
+    keeps after a finished run whose reported model is ``selected`` (``"best"`` or ``"last"``);
+    ``auto`` is :data:`KEEP_CHECKPOINTS_SINGLE_RUN`."""
+    keep = KEEP_CHECKPOINTS_SINGLE_RUN if keep == "auto" else keep
+    if keep == "all":
+        return ("last", "best")
+    if keep == "selected":
+        return (selected,)
+    if keep == "none":
+        return ()
+    raise ValueError(f"keep_checkpoints must be auto, all, selected or none, got {keep!r}")
+
+
+def prune_checkpoints(run_dir: Path, keep: str, selected: str) -> dict[str, Any]:
+    """After a finished run, delete the checkpoints that ``keep`` (``train.keep_checkpoints``)
+    does not keep (see :func:`kept_checkpoints`), and record in ``run.json`` under
+    ``"checkpoints"``: ``{"keep": keep, "kept": [...], "removed": [...]}`` (names such as
+    ``"last"``; ``kept`` lists only files that exist). Call it only once the results are written:
+    while a run trains, ``last.pt`` is what it resumes from. Returns that record.
+    """
+    folder = Path(run_dir) / "checkpoints"
+    wanted = kept_checkpoints(keep, selected)
+    kept, removed = [], []
+    for name in ("last", "best"):
+        path = folder / f"{name}.pt"
+        if not path.is_file():
+            continue
+        if name in wanted:
+            kept.append(name)
+        else:
+            path.unlink()
+            removed.append(name)
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+    record = {"keep": keep, "kept": kept, "removed": removed}
+    update_run_record(run_dir, checkpoints=record)
+    return record
+
+
+def checkpoint_not_kept(run_dir: Path, name: str) -> str | None:
+    """Why ``checkpoints/<name>.pt`` is missing, when ``train.keep_checkpoints`` removed it after
+    the run finished: one line naming the setting, the checkpoint that exists and what to do;
+    None when ``run.json`` does not record its removal."""
+    record = read_run_record(run_dir).get("checkpoints") or {}
+    if name not in (record.get("removed") or []):
+        return None
+    folder = Path(run_dir) / "checkpoints"
+    others = [k for k in record.get("kept") or [] if (folder / f"{k}.pt").is_file()]
+    if others:
+        what_to_do = f"{folder / others[0]}.pt exists: use --checkpoint {others[0]}"
+    else:
+        what_to_do = (
+            "no checkpoint of this run exists (its results stay in metrics.json and "
+            "predictions.csv); to use the model, train the recipe again with "
+            "train.keep_checkpoints: all or selected"
+        )
+    return (
+        f"{folder / name}.pt was not kept: train.keep_checkpoints is "
+        f"'{record.get('keep')}', which removed it after the run finished; {what_to_do}"
+    )
+
+
+def check_last_checkpoint_kept(run_dir: Path) -> None:
+    """Refuse to resume or extend a finished run whose ``last.pt`` ``train.keep_checkpoints``
+    removed: without it the run would silently start again from step 0.
+
+    Raises:
+        SynergicError: one line naming the setting and what to do.
+    """
+    record = read_run_record(run_dir).get("checkpoints") or {}
+    if "last" not in (record.get("removed") or []):
+        return
+    raise SynergicError(
+        f"cannot resume {run_dir}: its checkpoints/last.pt (the optimiser state training continues "
+        f"from) was not kept, as train.keep_checkpoints is '{record.get('keep')}'; to train "
+        "longer, start a new run with --output and train.keep_checkpoints: all"
+    )
 
 
 # -- the data record ----------------------------------------------------------------------------

@@ -54,12 +54,13 @@ def open_run(
     backbone may report other defaults than the one trained (a plugin, another timm version).
 
     Raises:
-        SynergicError: no run there, no such checkpoint, a checkpoint that does not fit the
-            recipe, or a damaged preprocessing record (each one line naming the file).
+        SynergicError: no run there, no such checkpoint (or one that ``train.keep_checkpoints``
+            removed after the run: the message says which one exists), a checkpoint that does not
+            fit the recipe, or a damaged preprocessing record (each one line naming the file).
     """
     from synergic.models.sdl import build_model
     from synergic.recipe import load_recipe
-    from synergic.rundir import apply_neutral_overrides
+    from synergic.rundir import apply_neutral_overrides, checkpoint_not_kept
     from synergic.training.checkpoint import load_checkpoint
 
     run_dir = Path(run_dir)
@@ -70,6 +71,9 @@ def open_run(
     )
     path = run_dir / "checkpoints" / f"{checkpoint}.pt"
     if not path.is_file():
+        not_kept = checkpoint_not_kept(run_dir, checkpoint)
+        if not_kept:
+            raise SynergicError(not_kept)
         hint = " (best.pt exists only for runs with a validation split)" if checkpoint == "best" else ""
         raise SynergicError(f"{path} not found{hint}")
     state = load_checkpoint(path)

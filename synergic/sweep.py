@@ -15,7 +15,9 @@ then seed + 1, ...), one run after another, each into its own run directory::
       summary.json, summary.md           per cell: mean and std over seeds; the selected cell
 
 Running the same command again continues where it stopped: a finished run (its ``metrics.json``
-exists) is kept, an interrupted one (a checkpoint but no ``metrics.json``) is resumed.
+exists) is kept, an interrupted one (a checkpoint but no ``metrics.json``) is resumed. A finished
+run keeps only the checkpoint of its reported model (:data:`KEEP_CHECKPOINTS_MANY_RUNS`, for
+``train.keep_checkpoints: auto``), so a grid does not fill the disk.
 
 The cell chosen is the one with the best mean *validation* metric, as the paper chose lambda on a
 validation set (Sect. 5, Fig. 4): the test metrics of that cell are then an honest estimate, where
@@ -38,6 +40,7 @@ from typing import Any
 from synergic.errors import SynergicError, did_you_mean
 from synergic.recipe import Recipe, load_recipe
 from synergic.rundir import RESULT_NEUTRAL_KEYS  # shared with resume: never change results
+from synergic.rundir import KEEP_CHECKPOINTS_MANY_RUNS, with_keep_checkpoints_default
 
 __all__ = [
     "GridAxis",
@@ -45,6 +48,7 @@ __all__ = [
     "SweepCellError",
     "REPORTED_METRICS",
     "RESULT_NEUTRAL_KEYS",
+    "KEEP_CHECKPOINTS_MANY_RUNS",
     "parse_grid",
     "plan_sweep",
     "run_state",
@@ -223,6 +227,8 @@ def plan_sweep(
             cell_recipe = load_recipe(recipe, cell_overrides) if axes else base
         except SynergicError as error:
             raise type(error)(_as_grid_message(str(error), axes, texts)) from None
+        # A sweep's runs keep only the reported model's checkpoint unless the recipe says else.
+        cell_recipe = with_keep_checkpoints_default(cell_recipe, KEEP_CHECKPOINTS_MANY_RUNS)
         name = _cell_name(axes, texts, base.name)
         if name in names and names[name] != texts:
             raise SynergicError(

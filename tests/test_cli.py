@@ -292,7 +292,7 @@ def test_recipe_show_round_trips(tiny_recipe, tmp_path):
 
 
 def test_recipe_check_validates_only(tiny_recipe, capsys):
-    assert invoke("recipe", "check", tiny_recipe).output.strip() == f"{tiny_recipe}: ok (tiny)"
+    assert invoke("recipe", "check", tiny_recipe).stdout.strip() == f"{tiny_recipe}: ok (tiny)"
     message = user_error(capsys, "recipe", "check", tiny_recipe, "--set", "model.aggregator=sum_softmx")
     assert "model.aggregator: unknown aggregator 'sum_softmx': did you mean 'sum_softmax'?" in message
     tiny_recipe.write_text(tiny_recipe.read_text().replace("iterations: 6", "iterations: [6"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -80,7 +81,8 @@ def test_report_table_equals_the_runs_metrics(runs, tmp_path):
     folder, written = runs
     output = tmp_path / "out" / "report.md"
     paths = [str(folder / name) for name in ("single", "sdl2", "sdl3", "ensemble")]
-    result = CliRunner().invoke(cli, ["report", *paths, "-o", str(output)])
+    # --paper: synthetic runs get no paper rows unless asked (test_paper_rows_...)
+    result = CliRunner().invoke(cli, ["report", *paths, "-o", str(output), "--paper"])
     assert result.exit_code == 0, result.output
     text = output.read_text()
     header = table_row(text, "run")
@@ -196,3 +198,155 @@ def test_test_labels_may_be_names_or_indices_and_nothing_else(tiny_recipe, tmp_p
         assert labels.tolist() == [names.index(y) for _, y in rows[1:]]
     else:
         assert len(report.notes) == 1 and "neither a class (benign, malignant)" in report.notes[0]
+
+
+# -- where the report goes, and when the paper's rows belong in it -----------------------------
+
+
+def test_the_report_goes_beside_what_it_reports_on(runs, tmp_path, monkeypatch):
+    from synergic.report import default_report_path
+
+    folder, _ = runs
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+
+    def report(*args):
+        result = CliRunner().invoke(cli, ["report", *map(str, args)])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    # a folder of runs (a sweep): its report.md and figures inside it
+    output = report(folder)
+    assert f"report: {folder / 'report.md'} (4 rows)" in output
+    assert (folder / "report.md").is_file() and (folder / "report_roc.png").is_file()
+    # one run directory: inside the run
+    run_dir = folder / "sdl3" / "seed0"
+    report(run_dir)
+    assert (run_dir / "report.md").is_file() and (run_dir / "report_roc.png").is_file()
+    # several: the deepest folder holding them all
+    report(folder / "single", folder / "sdl2" / "seed1")
+    assert "3 runs in 2 rows" in (folder / "report.md").read_text()
+    assert list(elsewhere.iterdir()) == []  # nothing in the working directory
+    # --output still wins
+    report(folder / "single", "--output", elsewhere / "mine.md")
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["mine.md", "mine_roc.png"]
+
+    # relative paths give a relative report path
+    monkeypatch.chdir(folder)
+    assert default_report_path(["sdl2", "sdl3/seed0"]) == Path("report.md")
+    assert default_report_path(["sdl2/seed0"]) == Path("sdl2/seed0/report.md")
+    assert default_report_path([folder / "sdl2"]) == Path("sdl2/report.md")
+    with pytest.raises(SynergicError, match="share no folder but /: give --output"):
+        default_report_path(["/srv/runs/a", "/home/me/runs/b"])
+
+
+CLASSES = ["benign", "malignant"]
+
+
+def make_isic_run(run_dir, tiny_recipe, record, *, seed=0):
+    """A finished two-class run whose recipe reads isic2016, with ``record`` as its data record;
+    its test labels are in test_labels.csv, so no data set is opened."""
+    recipe = load_recipe(tiny_recipe, ["data.dataset=isic2016", "data.options={}", f"seed={seed}"])
+    run_dir.mkdir(parents=True)
+    save_recipe(recipe, run_dir / "recipe.yaml")
+    test = record["test"]
+    labels = np.array([0] * test["benign"] + [1] * test["malignant"])
+    rng = np.random.default_rng(seed)
+    positive = np.clip(0.4 * labels + rng.uniform(0.0, 0.6, size=labels.size), 0.0, 1.0)
+    probabilities = np.stack([1.0 - positive, positive], axis=1)
+    ids = [f"ISIC_{k:07d}" for k in range(labels.size)]
+    metrics = {"test": compute_metrics(probabilities, labels), "test_components": [],
+               "classes": CLASSES, "iterations": 2, "data": record}
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    (run_dir / "predictions.csv").write_text("image,benign,malignant\n" + "".join(
+        f"{i},{p[0]!r},{p[1]!r}\n" for i, p in zip(ids, probabilities.tolist())))
+    (run_dir / "test_labels.csv").write_text("image,label\n" + "".join(
+        f"{i},{CLASSES[y]}\n" for i, y in zip(ids, labels)))
+
+
+OFFICIAL = {"train": {"benign": 582, "malignant": 138}, "validation": {"benign": 145,
+            "malignant": 35}, "test": {"benign": 304, "malignant": 75}, "fingerprint": "ab" * 32}
+SAMPLE = {"train": {"benign": 16, "malignant": 4}, "test": {"benign": 8, "malignant": 2},
+          "fingerprint": "cd" * 32}
+
+
+def test_paper_rows_only_for_the_official_isic2016_split(runs, tiny_recipe, tmp_path):
+    from synergic.report import paper_applies
+
+    def paper_rows(report):
+        text = report.path.read_text()
+        return sum(line.startswith("| ") and "paper (reported)" in line
+                   for line in text.splitlines())
+
+    # synthetic runs: no paper rows, and no note about them either
+    folder, _ = runs
+    synthetic = write_report([folder])
+    assert not synthetic.paper and paper_rows(synthetic) == 0 and not synthetic.notes
+    assert "scikit-learn's step-wise average precision" in synthetic.path.read_text()
+
+    official = tmp_path / "isic" / "official"
+    make_isic_run(official, tiny_recipe, OFFICIAL)
+    report = write_report([official])
+    assert report.path == official / "report.md"
+    assert report.paper and paper_rows(report) == len(TABLE_1) + len(TABLE_2)
+    assert not report.notes and "roc" in report.figures
+
+    # the sample of ISIC 2016 is not the paper's test set: left out, with a note saying why
+    sample = tmp_path / "isic" / "sample"
+    make_isic_run(sample, tiny_recipe, SAMPLE)
+    report = write_report([official, sample])
+    assert report.path == tmp_path / "isic" / "report.md"
+    assert not report.paper and paper_rows(report) == 0
+    assert report.notes == [
+        f"the paper's rows are left out: {sample} reads 20 training and validation and 10 test "
+        "images of ISIC 2016, not the official 900 and 379 (--paper adds them)"]
+    # --paper and --no-paper force it either way
+    assert paper_rows(write_report([official, sample], paper=True)) == len(TABLE_1) + len(TABLE_2)
+    assert paper_rows(write_report([official], paper=False)) == 0
+
+    found = find_runs([official, sample, folder / "sdl3"])[0]
+    applies, reasons = paper_applies(found)
+    assert not applies and len(reasons) == 2
+    synthetic_run = folder / "sdl3" / "seed0"
+    assert reasons[1] == f"{synthetic_run} is on the data set synthetic_lesions, not isic2016"
+    # a run of an older version, without a data record, is taken at its recipe's word
+    older = find_runs([official])[0]
+    del older[0].metrics["data"]
+    assert paper_applies(older) == (True, [])
+
+
+def test_multi_class_runs_get_one_vs_rest_roc_panels(tiny_recipe, tmp_path):
+    classes = ["nevus", "melanoma", "keratosis"]
+
+    def make_run(run_dir, seed, labels, *, tamper=False):
+        recipe = load_recipe(tiny_recipe, ["data.dataset=folder", "data.options={}",
+                                           f"data.root={tmp_path / 'images'}",
+                                           f"train.synergic_weight={seed}"])  # one row each
+        run_dir.mkdir(parents=True)
+        save_recipe(recipe, run_dir / "recipe.yaml")
+        rng = np.random.default_rng(seed)
+        logits = rng.normal(size=(labels.size, 3)) + 1.5 * np.eye(3)[labels]
+        probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        metrics = {"test": compute_metrics(probabilities, labels), "test_components": [],
+                   "classes": classes, "iterations": 2}
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, allow_nan=True)
+                                              .replace("NaN", "null"))
+        ids = [f"{k}.png" for k in range(labels.size)]
+        (run_dir / "predictions.csv").write_text("image," + ",".join(classes) + "\n" + "".join(
+            f"{i},{','.join(map(repr, p))}\n" for i, p in zip(ids, probabilities.tolist())))
+        shown = np.roll(labels, 1) if tamper else labels
+        (run_dir / "test_labels.csv").write_text("image,label\n" + "".join(
+            f"{i},{classes[y]}\n" for i, y in zip(ids, shown)))
+
+    every_class = np.array([0, 1, 2, 0, 2, 1, 0, 2, 1, 0, 1, 2])
+    make_run(tmp_path / "runs" / "a", 0, every_class)
+    make_run(tmp_path / "runs" / "b", 1, every_class % 2)  # no keratosis: its AUC is undefined
+    make_run(tmp_path / "runs" / "c", 2, every_class, tamper=True)
+    report = write_report([tmp_path / "runs" / name for name in "abc"], paper=False)
+    assert report.path == tmp_path / "runs" / "report.md"
+    assert len(report.notes) == 1 and "AUC" in report.notes[0] and "recorded" in report.notes[0]
+    assert str(tmp_path / "runs" / "c") in report.notes[0]
+    with Image.open(report.figures["roc"]) as image:
+        width, height = image.size
+    assert width > 2 * height  # three one-vs-rest panels side by side

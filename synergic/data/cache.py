@@ -329,9 +329,13 @@ def _progress_reporter(
     if callable(progress):
         yield lambda done: progress(done, total)
     elif progress:
+        from rich.console import Console
         from rich.progress import Progress
 
-        with Progress(transient=True) as bar:
+        # On stderr, and only in a terminal: stdout may be a file a script reads (--json), and a
+        # transient bar in a file leaves nothing but blank lines.
+        console = Console(stderr=True)
+        with Progress(transient=True, console=console, disable=not console.is_terminal) as bar:
             task = bar.add_task(description, total=total)
             yield lambda done: bar.update(task, completed=done)
     else:

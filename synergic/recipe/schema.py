@@ -383,6 +383,13 @@ class TrainConfig(_Section):
         "checkpoint with the best validation AP (best.pt), last = the final weights; auto = best "
         "when there is a validation split, else last.",
     )
+    keep_checkpoints: Literal["auto", "all", "selected", "none"] = Field(
+        "auto",
+        description="The checkpoints a run keeps once it has finished (all are kept while it "
+        "trains): all = last.pt and best.pt (the run can be extended); selected = only the one "
+        "of the reported model (train.select); none = no checkpoint (metrics.json and "
+        "predictions.csv stay); auto = all for a single run, selected for each run of a sweep.",
+    )
 
     @field_validator("device")
     @classmethod

@@ -19,6 +19,11 @@ from synergic.errors import SynergicError
 
 FORMAT = 1
 
+TRAINING_STATE_KEYS: tuple[str, ...] = ("optimizer", "scaler", "rng")
+"""What a checkpoint needs beyond the weights to continue training: the optimiser state (momentum
+buffers: as large as the weights when momentum > 0), the fp16 gradient scaler and the global random
+states. ``last.pt`` holds them; ``best.pt`` does not (see :func:`weights_only_state`)."""
+
 
 def atomic_write(path: Path, write) -> None:
     """Call ``write(file_object)`` on a temporary file beside ``path``, fsync it and move it into
@@ -99,7 +104,31 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
         ) from None
 
 
+def weights_only_state(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` (a :meth:`Trainer.state_dict <synergic.Trainer.state_dict>`) without
+    :data:`TRAINING_STATE_KEYS`, marked ``"weights_only": True``: what evaluation and prediction
+    read (``model``, ``step``, ``best_metric``, ``best_step``, ``validation_history``,
+    ``metadata``, ``synergic_version``), about half the size of a resumable checkpoint when the
+    optimiser has momentum. Such a checkpoint cannot be resumed from."""
+    kept = {key: value for key, value in state.items() if key not in TRAINING_STATE_KEYS}
+    kept["weights_only"] = True
+    return kept
+
+
+def is_resumable(state: dict[str, Any]) -> bool:
+    """Whether a checkpoint (as :func:`load_checkpoint` returns it) holds what training needs
+    to continue: the weights, the step and every key of :data:`TRAINING_STATE_KEYS`."""
+    return all(key in state for key in ("model", "step", *TRAINING_STATE_KEYS))
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint at ``path`` as a dict (tensors on the CPU), read with
+    ``torch.load(weights_only=True)``: no pickled code runs.
+
+    Raises:
+        SynergicError: no such file; a file that is truncated, corrupt or not a synergic
+            checkpoint of format :data:`FORMAT` (one line naming the file).
+    """
     path = Path(path)
     if not path.is_file():
         raise SynergicError(f"checkpoint {path} not found")

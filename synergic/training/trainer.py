@@ -34,6 +34,7 @@ from synergic.training.checkpoint import (
     load_checkpoint,
     restore_rng_state,
     save_checkpoint,
+    weights_only_state,
 )
 from synergic.training import distributed
 from synergic.training.evaluation import Evaluation, evaluate
@@ -112,7 +113,8 @@ class Trainer:
             (:func:`synergic.training.distributed.convert_sync_batchnorm`); ``"auto"``: when
             the model has BatchNorm.
         validation: optional ``(images, labels)`` evaluated every ``eval_every`` steps; the best
-            model by ``selection_metric`` is saved as ``best.pt``.
+            model by ``selection_metric`` is saved as ``best.pt``, weights only (no optimiser
+            or random states: it is evaluated, never resumed from).
         checkpoint_dir: where ``last.pt`` / ``best.pt`` go (nothing is saved without it).
         log_path: a CSV of the training log (step, loss terms, learning rate, seconds per step).
         callbacks: objects with any of ``on_log(trainer, record)``,
@@ -394,7 +396,7 @@ class Trainer:
         if improved:
             self.state.best_metric = value
             self.state.best_step = self.state.step
-            self.save("best.pt")
+            self.save("best.pt", weights_only=True)
         for callback in self.callbacks if self.dist.is_main else ():
             if hasattr(callback, "on_validation"):
                 callback.on_validation(self, result)
@@ -419,6 +421,11 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         missing = [key for key in ("model", "optimizer", "scaler", "rng", "step") if key not in state]
+        if missing and state.get("weights_only"):
+            raise SynergicError(
+                "the checkpoint holds weights only (best.pt is written without optimiser and "
+                "random states): resume from last.pt"
+            )
         if missing:
             raise SynergicError(
                 f"the checkpoint lacks {', '.join(missing)}: it is not a training checkpoint of "
@@ -445,13 +452,16 @@ class Trainer:
             validation_history=list(state["validation_history"]),
         )
 
-    def save(self, name: str) -> Path | None:
+    def save(self, name: str, *, weights_only: bool = False) -> Path | None:
+        """Write ``checkpoint_dir/name`` (rank 0 only): :meth:`state_dict`, or with
+        ``weights_only`` its :func:`~synergic.training.checkpoint.weights_only_state`."""
         # Every rank holds the buffers rank 0 saves: evaluations after it use the saved weights.
         distributed.broadcast_buffers(self.model)
         if self.checkpoint_dir is None or not self.dist.is_main:
             return None
         path = self.checkpoint_dir / name
-        save_checkpoint(path, self.state_dict())
+        state = self.state_dict()
+        save_checkpoint(path, weights_only_state(state) if weights_only else state)
         for callback in self.callbacks:
             if hasattr(callback, "on_checkpoint"):
                 callback.on_checkpoint(self, path)

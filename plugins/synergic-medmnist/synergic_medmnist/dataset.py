@@ -117,8 +117,8 @@ class MedMNIST:
 
 
 def medmnist_dataset(
-    *,
     root: str | os.PathLike[str] | None = None,
+    *,
     split: str,
     flag: str | None = None,
     size: int | None = None,

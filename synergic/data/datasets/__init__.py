@@ -1,6 +1,7 @@
 """The built-in data sets, one module each, each a factory
-``factory(*, root: str | None, split: str, **options)`` registered in
-:mod:`synergic.plugins.builtin`:
+``factory(root, *, split, **options)`` registered in :mod:`synergic.plugins.builtin`: ``root``
+positional or keyword, everything else keyword-only, as a recipe passes them (``data.root`` as
+``root``, ``data.options`` as keywords, ``data.download: true`` as ``download=True``):
 
 - :mod:`~synergic.data.datasets.isic2016` - ISIC 2016 skin lesions (benign / malignant);
 - :mod:`~synergic.data.datasets.folder` - a ``root/{train,val,test}/<class>/`` folder tree;

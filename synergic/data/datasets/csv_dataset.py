@@ -28,8 +28,8 @@ COMMON_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 
 def csv_dataset(
-    *,
     root: str | os.PathLike[str] | None,
+    *,
     split: str,
     train_csv: str,
     test_csv: str,

@@ -31,8 +31,8 @@ __all__ = ["IMAGE_EXTENSIONS", "image_folder"]
 
 
 def image_folder(
-    *,
     root: str | os.PathLike[str] | None,
+    *,
     split: str,
     extensions: str | Iterable[str] | None = None,
     classes: Sequence[str] | None = None,

@@ -42,7 +42,7 @@ _DOWNLOAD_HINT = "run 'synergic data download isic2016' or set data.root"
 
 
 def isic2016(
-    *, root: str | os.PathLike[str] | None = None, split: str, download: bool = False
+    root: str | os.PathLike[str] | None = None, *, split: str, download: bool = False
 ) -> FileImageDataset:
     """ISIC 2016 skin lesions, benign or malignant: the SDL paper's data set (options: download).
 

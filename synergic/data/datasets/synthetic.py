@@ -59,8 +59,8 @@ _ATYPICAL_COLOURS = np.array(
 
 
 def synthetic_lesions(
-    *,
     root: object = None,
+    *,
     split: str,
     num_train: int = 200,
     num_val: int = 0,

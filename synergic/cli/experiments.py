@@ -1,4 +1,4 @@
-"""The ``synergic sweep`` and ``synergic report`` commands: the paper's experiments as commands.
+"""The ``sweep`` and ``report`` commands: the paper's experiments as commands.
 
 Only click and the standard library are imported here; the sweep and report modules (and torch)
 are imported when a command runs, so ``synergic --help`` stays fast.
@@ -11,42 +11,10 @@ from pathlib import Path
 
 import click
 
+from synergic.cli.output import OutputMode, console, output_options
+from synergic.cli.progress import TrainingProgress
+
 __all__ = ["sweep", "report"]
-
-
-def _console(stderr: bool = False):
-    from rich.console import Console
-
-    return Console(stderr=stderr, highlight=False)
-
-
-class _RunProgress:
-    """A one-line progress bar for the run in progress (trainer callback ``on_log``)."""
-
-    def __init__(self, description: str, total: int) -> None:
-        from rich.progress import (
-            BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-        )
-
-        self.progress = Progress(
-            TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("{task.fields[loss]}"), console=_console(stderr=True), transient=True,
-        )
-        self.task = self.progress.add_task("train", total=total, loss="")
-        self.started = False
-
-    def start(self) -> None:
-        if not self.started:
-            self.progress.start()
-            self.started = True
-
-    def stop(self) -> None:
-        if self.started:
-            self.progress.stop()
-            self.started = False
-
-    def on_log(self, trainer, row) -> None:
-        self.progress.update(self.task, completed=row["step"], loss=f"loss={row['loss']:.3f}")
 
 
 @click.command()
@@ -64,8 +32,10 @@ class _RunProgress:
                    "to continue a sweep.")
 @click.option("--select-metric", default="ap", show_default=True,
               help="The validation metric that selects the best cell.")
+@output_options
 def sweep(
-    recipe: str, grids, seeds: int, overrides, output: Path | None, select_metric: str
+    recipe: str, grids, seeds: int, overrides, output: Path | None, select_metric: str,
+    output_mode: OutputMode,
 ) -> None:
     """Run RECIPE over a grid of settings and seeds, then summarise (mean and std over seeds,
     the cell selected on validation).
@@ -75,36 +45,42 @@ def sweep(
       synergic sweep demo --grid train.synergic_weight=0,1,2,3,4,5 \\
         --set data.validation_fraction=0.2 --seeds 2 --output runs/lambda
     Each run goes to OUTPUT/<key=value,...>/seed<seed>/; finished runs are kept and
-    interrupted ones resumed when the command is run again.
+    interrupted ones resumed when the command is run again. --quiet prints only the path of
+    summary.json; --json prints summary.json's content plus "sweep_dir".
     """
     from synergic.recipe import load_recipe
     from synergic.sweep import run_sweep
 
     if output is None:
         output = Path("runs") / f"{load_recipe(recipe, overrides).name}-sweep"
-    console = _console(stderr=True)
+    err = console(stderr=True)
     state: dict = {}
+
+    def say(text: str) -> None:
+        if output_mode.chatty:
+            err.print(text, soft_wrap=True)
 
     def on_event(action: str, run, index: int, total: int) -> None:
         where = f"[{index}/{total}] {run.label}"
         if action == "skip":
-            console.print(f"{where}: finished earlier, kept", soft_wrap=True)
+            say(f"{where}: finished earlier, kept")
         elif action in ("start", "resume"):
             verb = "resuming" if action == "resume" else "running"
-            console.print(f"{where}: {verb} -> {run.run_dir}", soft_wrap=True)
-            state["progress"] = _RunProgress(
-                f"  {run.cell} seed {run.seed}", run.recipe.train.iterations
+            say(f"{where}: {verb} -> {run.run_dir}")
+            state["progress"] = TrainingProgress(
+                f"  {run.cell} seed {run.seed}", run.recipe.train.iterations, transient=True,
+                enabled=output_mode.chatty,
             )
             state["started"] = time.perf_counter()
         elif action == "done":
             state.pop("progress").stop()
             seconds = time.perf_counter() - state["started"]
-            console.print(f"{where}: done ({seconds:.0f} s)", soft_wrap=True)
+            say(f"{where}: done ({seconds:.0f} s)")
 
     def on_stage(message: str) -> None:
         progress = state.get("progress")
         if message.startswith(("resuming", "no checkpoint")):
-            console.print(f"  [dim]{message}[/]", soft_wrap=True)
+            say(f"  [dim]{message}[/]")
         if progress is None:
             return
         if message == "training":
@@ -115,13 +91,19 @@ def sweep(
     try:
         summary = run_sweep(
             recipe, grids, seeds=seeds, overrides=overrides, output=output,
-            select_metric=select_metric, on_event=on_event, on_stage=on_stage, progress=True,
+            select_metric=select_metric, on_event=on_event, on_stage=on_stage,
+            progress=output_mode.chatty,
             callbacks=lambda run: [state["progress"]],
         )
     finally:
         if "progress" in state:
             state.pop("progress").stop()
-    _print_summary(summary, output)
+    if output_mode.json:
+        output_mode.emit_json({**summary, "sweep_dir": str(output)})
+    elif output_mode.quiet:
+        click.echo(str(output / "summary.json"))
+    else:
+        _print_summary(summary, output)
 
 
 def _print_summary(summary: dict, output: Path) -> None:
@@ -145,7 +127,7 @@ def _print_summary(summary: dict, output: Path) -> None:
             validation = format_stat(cell["validation"].get(metric))
         table.add_row(mark + cell["cell"], str(len(cell["runs"])), validation,
                       *(format_stat(cell["test"].get(m)) for m in REPORTED_METRICS))
-    out = _console()
+    out = console()
     out.print(table)
     if summary.get("selected"):
         out.print(f"* selected: {summary['selected']} ({summary['selection_note']})",
@@ -159,19 +141,27 @@ def _print_summary(summary: dict, output: Path) -> None:
 @click.argument("paths", nargs=-1, required=True, metavar="RUN_OR_SWEEP_DIR...",
                 type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("report.md"), show_default=True,
-              help="The Markdown report; its figures are written beside it.")
+              help="The Markdown report; its figures are written beside it. Default: report.md "
+                   "in the run or sweep directory given, or in the folder that holds all of "
+                   "several.")
 @click.option("--metric", default="ap", show_default=True,
               help="The metric plotted against lambda and against training time.")
-@click.option("--paper/--no-paper", default=True, show_default=True,
-              help="Add the paper's reported numbers (Tables 1 and 2) as reference rows.")
-def report(paths, output: Path, metric: str, paper: bool) -> None:
+@click.option("--paper/--no-paper", default=None,
+              help="Add the paper's reported numbers (Tables 1 and 2) as reference rows, or "
+                   "leave them out. Default: only when every run is on the official ISIC 2016 "
+                   "split (900 training, 379 test images).")
+@output_options
+def report(paths, output: Path | None, metric: str, paper: bool | None,
+           output_mode: OutputMode) -> None:
     """Compare runs and sweeps in a Markdown report: a table like the paper's Table 1, ROC curves
     (Fig. 3), the metric against lambda (Fig. 4) and against SDL^n's training time (Fig. 5).
 
     \b
-    Example:
-      synergic report runs/lambda runs/components --output runs/report.md
+    Example (writes runs/report.md, its figures beside it):
+      synergic report runs/lambda runs/components
+
+    --quiet prints only the report's path; --json prints {"report", "rows", "figures": {name:
+    path}, "notes"}.
     """
     from rich.markup import escape
 
@@ -181,11 +171,21 @@ def report(paths, output: Path, metric: str, paper: bool) -> None:
 
     check_metric_name(metric, option="--metric")
     result = write_report(list(paths), output, paper=paper, metric=metric)
-    console = _console()
+    if output_mode.json:
+        output_mode.emit_json({
+            "report": printable_name(result.path), "rows": len(result.groups),
+            "figures": {name: printable_name(path) for name, path in result.figures.items()},
+            "notes": [printable_name(note) for note in result.notes],
+        })
+        return
+    if output_mode.quiet:
+        click.echo(printable_name(result.path))
+        return
+    out = console()
     # soft_wrap: a long path stays on one line, to be copied whole
-    console.print(f"report: {printable_name(result.path)} ({len(result.groups)} rows)",
-                  markup=False, soft_wrap=True)
+    out.print(f"report: {printable_name(result.path)} ({len(result.groups)} rows)",
+              markup=False, soft_wrap=True)
     for name, path in result.figures.items():
-        console.print(f"  {name}: {printable_name(path)}", markup=False, soft_wrap=True)
+        out.print(f"  {name}: {printable_name(path)}", markup=False, soft_wrap=True)
     for note in result.notes:
-        console.print(f"[yellow]note:[/] {escape(printable_name(note))}", soft_wrap=True)
+        out.print(f"[yellow]note:[/] {escape(printable_name(note))}", soft_wrap=True)
