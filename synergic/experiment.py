@@ -165,7 +165,13 @@ def open_datasets(recipe: Recipe, *, download: bool = True) -> tuple[Any, Any | 
         validation = _factory_call(recipe, "val", download=download)
     except NoSuchSplit:
         validation = None
-    test = _factory_call(recipe, "test", download=download)
+    if recipe.data.cross_validation.folds:
+        # One fold of a cross-validation: its held-out part of the train split is the test set.
+        from synergic.cv import split_fold
+
+        train, test = split_fold(train, recipe.data.cross_validation, name=name)
+    else:
+        test = _factory_call(recipe, "test", download=download)
     for split, dataset in (("val", validation), ("test", test)):
         if dataset is not None:
             check_dataset(dataset, split=split, name=name, num_classes=len(train.classes))
@@ -195,7 +201,14 @@ def prepare_data(
     if preprocessing is None:
         preprocessing = Preprocessing(image_size=data.image_size, resample=data.resize)
 
+    decoded_whole: dict[int, Split] = {}
+
     def decode(dataset, label: str) -> Split:
+        if isinstance(dataset, torch.utils.data.Subset):  # a fold: decode its data set once
+            whole = id(dataset.dataset)
+            if whole not in decoded_whole:
+                decoded_whole[whole] = decode(dataset.dataset, label)
+            return decoded_whole[whole].subset(dataset.indices)
         images = cached_decode(
             dataset, preprocessing=preprocessing, cache_dir=cache_dir,
             key_extra=data.dataset, num_workers=recipe.train.num_workers, progress=progress,
@@ -559,7 +572,8 @@ def run(
     info = distributed.init_distributed(recipe.train.device)
     distributed.check_batch(recipe.train.batch_size, info)
     if not resume and info.is_main and run_dir is not None:
-        claim_run_directory(run_dir, resume=False, overwrite=overwrite)
+        # Only checked here: an overwritten run is deleted once every check below has passed.
+        claim_run_directory(run_dir, resume=False, overwrite=overwrite, delete=False)
     distributed.barrier()
     checkpoint = resumable_checkpoint(run_dir, recipe) if resume else None
 
@@ -604,6 +618,9 @@ def run(
         preprocessing = Preprocessing.from_dict(stored, source=f"{run_dir}/checkpoints/last.pt")
     if check_only:
         return None
+    if not resume and info.is_main:
+        claim_run_directory(run_dir, resume=False, overwrite=overwrite)  # every check passed
+    distributed.barrier()
     stage("preparing data")
     if not info.is_main:
         distributed.barrier()  # rank 0 decodes into the disk cache first, the others read it

@@ -8,6 +8,12 @@ what ``average_precision_score`` returned before scikit-learn 0.19, and so what 
 leaderboard (the numbers the SDL paper compares against) was computed with. ``docs/metrics.md``
 explains both and how they map onto the scorer's names.
 
+Next to the metrics at the fixed ISIC rule, for two classes: thresholds chosen on one set and
+applied to another (Youden's J, a target sensitivity), specificity at the sensitivities the ISIC 2017
+scorer reports, calibration (Brier score, expected calibration error) and a prior correction of the
+probabilities for the class mix the model was trained on (:func:`threshold_and_calibration`;
+``docs/metrics.md``, "Thresholds and calibration").
+
 Everything here takes numpy arrays and returns plain Python floats, so the results can go straight
 into JSON (``nan`` marks a metric that is undefined for the data, see :func:`compute_metrics`).
 """
@@ -22,12 +28,22 @@ from sklearn import metrics as skm
 from synergic.errors import SynergicError
 
 __all__ = [
+    "CALIBRATION_BINS",
+    "ISIC2017_SENSITIVITIES",
     "ISIC_THRESHOLD",
     "METRIC_NAMES_BINARY",
     "METRIC_NAMES_MULTICLASS",
     "average_precision_trapezoid",
+    "calibration_metrics",
     "compute_metrics",
+    "expected_calibration_error",
+    "prior_corrected",
     "primary_metric",
+    "rates_at_threshold",
+    "specificity_at_sensitivity",
+    "threshold_and_calibration",
+    "threshold_at_sensitivity",
+    "youden_threshold",
 ]
 
 #: A case is predicted positive iff its positive-class probability is strictly greater than this,

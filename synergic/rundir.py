@@ -99,8 +99,12 @@ def run_directory_state(run_dir: Path) -> str:
     return "other"
 
 
-def claim_run_directory(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
-    """Make sure ``run_dir`` may receive a new run (or is resumed); ``overwrite`` deletes a run.
+def claim_run_directory(
+    run_dir: Path, *, resume: bool, overwrite: bool, delete: bool = True
+) -> None:
+    """Make sure ``run_dir`` may receive a new run (or is resumed); ``overwrite`` deletes a run
+    (with ``delete=False`` only checks that it may: the run is then deleted by a second call once
+    every other check has passed, so a mistake elsewhere never costs the old run).
 
     Raises:
         SynergicError: the folder holds a run (without ``overwrite``) or other files.
@@ -120,7 +124,8 @@ def claim_run_directory(run_dir: Path, *, resume: bool, overwrite: bool) -> None
             f"output directory {run_dir} holds files that are not a synergic run: "
             "--overwrite only replaces runs; choose another --output"
         )
-    shutil.rmtree(run_dir)
+    if delete:
+        shutil.rmtree(run_dir)
 
 
 # -- identity -----------------------------------------------------------------------------------

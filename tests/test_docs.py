@@ -112,6 +112,11 @@ def synergic_arguments(command: str) -> list[str] | None:
         return None
     while tokens and re.fullmatch(r"[A-Z_][A-Z0-9_]*=\S*", tokens[0]):  # VAR=value prefixes
         tokens = tokens[1:]
+    # The command ends where the shell redirects or pipes its output (`> out.txt`, `| python`).
+    for index, token in enumerate(tokens):
+        if re.fullmatch(r"\d?>>?(&\d)?|\||&&|;", token):
+            tokens = tokens[:index]
+            break
     if tokens[:1] == ["synergic"]:
         return tokens[1:]
     for i in range(len(tokens) - 1):

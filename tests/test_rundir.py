@@ -331,3 +331,18 @@ def test_every_file_of_a_run_follows_the_umask(tmp_path):
     modes = {p.relative_to(tmp_path).as_posix(): oct(p.stat().st_mode & 0o777) for p in files}
     assert "run/checkpoints/last.pt" in modes and "report.md" in modes
     assert set(modes.values()) == {"0o644"}, modes
+
+
+def test_overwrite_keeps_the_old_run_when_the_new_recipe_is_wrong(tmp_path):
+    recipe = write_recipe(tmp_path / "tiny.yaml")
+    code, output = invoke(["run", recipe, "--output", tmp_path / "run"])
+    assert code == 0, output
+    before = (tmp_path / "run" / "metrics.json").read_bytes()
+    code, output = invoke(["run", recipe, "--output", tmp_path / "run", "--overwrite",
+                           "--set", "data.options.image_sise=8"])
+    assert code == 1
+    (line,) = error_lines(output)
+    assert "image_sise" in line
+    assert (tmp_path / "run" / "metrics.json").read_bytes() == before
+    code, output = invoke(["run", recipe, "--output", tmp_path / "run", "--overwrite"])
+    assert code == 0, output

@@ -112,7 +112,8 @@ def _run(recipe, output: Path, *, resume: bool, overwrite: bool, output_mode: Ou
                   f"{recipe.model.backbone.name}, {recipe.train.iterations} iterations -> {output}")
     display = TrainingProgress(
         "training", recipe.train.iterations,
-        images_per_step=recipe.train.batch_size * recipe.model.components, enabled=output_mode.chatty,
+        images_per_step=recipe.train.batch_size * recipe.model.components,
+        enabled=output_mode.chatty,
     )
     started = time.perf_counter()
 
@@ -241,7 +242,7 @@ def predict(run_dir: Path, images, output: Path | None, checkpoint: str, overrid
                 f"{len(rows)} predictions written to {printable_name(output)}", markup=False
             )
     if output_mode.json:
-        output_mode.emit_json({"run_dir": str(run_dir), "checkpoint": checkpoint, "classes": classes,
-                         "predictions": records})
+        output_mode.emit_json({"run_dir": str(run_dir), "checkpoint": checkpoint,
+                               "classes": classes, "predictions": records})
     elif not output:
         click.echo(text, nl=False)

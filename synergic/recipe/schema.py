@@ -18,12 +18,15 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator,
+)
 
 __all__ = [
     "Recipe",
     "DataConfig",
     "AugmentConfig",
+    "CrossValidationConfig",
     "ModelConfig",
     "BackboneConfig",
     "HeadConfig",
@@ -101,6 +104,45 @@ class AugmentConfig(_Section):
         return value
 
 
+class CrossValidationConfig(_Section):
+    """One fold of a stratified k-fold cross-validation over the data set's training split
+    (``synergic cv`` writes it into each fold's recipe): the held-out fold is the run's test set,
+    the other folds its training set (``data.validation_fraction`` carves inside them). Left out of
+    the written recipe while ``folds`` is 0, so recipes and runs without cross-validation do not
+    change. See :mod:`synergic.cv`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    folds: int = Field(
+        0, ge=0, description="Number of folds k (at least 2); 0 means no cross-validation: the "
+        "data set's own test split is the test set.",
+    )
+    fold: int = Field(0, ge=0, description="The held-out fold, 0 to folds - 1.")
+    repeat: int = Field(
+        0, ge=0, description="Which repetition of the k-fold split (each a new shuffle).",
+    )
+    seed: int = Field(
+        0, ge=0, description="Seed of the fold assignment (synergic cv: the recipe's seed).",
+    )
+    group_by: str | None = Field(
+        None, description="The kind of group (a key of the data set's `groups`, e.g. lesion or "
+        "patient) whose images always stay in one fold; null: no grouping.",
+    )
+
+    @model_validator(mode="after")
+    def _check_fold(self) -> CrossValidationConfig:
+        if self.folds == 1:
+            raise ValueError("folds must be 0 (no cross-validation) or at least 2")
+        if self.folds and self.fold >= self.folds:
+            raise ValueError(f"fold {self.fold} does not exist: folds are 0 to {self.folds - 1}")
+        if not self.folds and (self.fold, self.repeat, self.seed, self.group_by) != (
+            0, 0, 0, None
+        ):
+            raise ValueError("folds is 0 (no cross-validation), so fold, repeat, seed and "
+                             "group_by must stay unset")
+        return self
+
+
 class DataConfig(_Section):
     """Where the images come from and how they are prepared (Sect. 3.1)."""
 
@@ -150,6 +192,19 @@ class DataConfig(_Section):
     cache_dir: str | None = Field(
         None, description="Folder of the decoded-image cache; null means the user's cache folder."
     )
+    cross_validation: CrossValidationConfig = Field(
+        default_factory=CrossValidationConfig,
+        description="The fold of a cross-validation this run is (written by `synergic cv`); "
+        "absent from written recipes while its `folds` is 0.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _leave_out_no_cross_validation(self, handler):
+        dumped = handler(self)
+        # Recipes, identities and run directories from before cross-validation stay the same.
+        if isinstance(dumped, dict) and not self.cross_validation.folds:
+            dumped.pop("cross_validation", None)
+        return dumped
 
 
 # -------------------------------------------------------------------------------------------- model

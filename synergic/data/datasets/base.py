@@ -23,6 +23,46 @@ SPLITS = ("train", "val", "test")
 """The split names a data-set factory is asked for."""
 
 
+GROUPS_ATTRIBUTE = "groups"
+"""The optional data-set attribute that says which images belong together: a mapping from a kind
+of group (``"lesion"``, ``"patient"``) to one group id per image, in the data set's order, e.g.
+``{"patient": ["p1", "p1", "p7", ...]}``. Images of one group (two photographs of one lesion,
+the lesions of one patient) are never split between training and held-out folds by
+``synergic cv`` (``--group-by KIND``). A data set without the attribute has no groups."""
+
+
+def dataset_groups(dataset: object, *, name: str) -> dict[str, list[str]]:
+    """The :data:`GROUPS_ATTRIBUTE` of ``dataset``, checked: ``{kind: [group id per image]}`` with
+    ids as strings; ``{}`` when the data set has no ``groups``.
+
+    Raises:
+        SynergicError: ``groups`` is not a mapping of names to one id per image (a plugin's
+            mistake), naming the data set ``name`` and the kind.
+    """
+    from collections.abc import Mapping
+
+    groups = getattr(dataset, GROUPS_ATTRIBUTE, None)
+    if groups is None:
+        return {}
+    if not isinstance(groups, Mapping):
+        raise SynergicError(
+            f"data set '{name}': its '{GROUPS_ATTRIBUTE}' attribute is a "
+            f"{type(groups).__name__}, expected a mapping of a group kind to one id per image, "
+            "e.g. {'patient': [...]}"
+        )
+    size = len(dataset.ids)
+    checked: dict[str, list[str]] = {}
+    for kind, ids in groups.items():
+        if isinstance(ids, (str, bytes)) or len(ids) != size:
+            count = "a string" if isinstance(ids, (str, bytes)) else f"{len(ids)} ids"
+            raise SynergicError(
+                f"data set '{name}': {GROUPS_ATTRIBUTE}[{kind!r}] has {count} for {size} images; "
+                "it needs one group id per image, in the data set's order"
+            )
+        checked[str(kind)] = [printable_name(str(group)) for group in ids]
+    return checked
+
+
 def check_split_name(split: str, dataset: str) -> None:
     """Raise a one-line error when ``split`` is not ``train``, ``val`` or ``test``."""
     if split not in SPLITS:
