@@ -6,10 +6,11 @@ built from the registries -> :class:`~synergic.Trainer` -> the run directory::
     recipe.yaml        the resolved recipe
     log.csv            step, each loss term, learning rate, seconds per step
     checkpoints/       last.pt, best.pt (best by validation AP, when there is a validation split)
-    metrics.json       {"test": {...}, "test_components": [...], "validation": {...}}
+    metrics.json       {"test": {...}, "test_components": [...], "test_ci": {...}, ...}
     predictions.csv    image,<class 0>,<class 1>,...: the aggregate probabilities per test image
     test_labels.csv    image,label: the test set's ground truth, in the same order
     roc.png, pr.png    aggregate and each component (binary tasks), as the paper's Fig. 3
+    calibration.png    reliability diagram (binary tasks), see docs/metrics.md
 
 Everything that can fail because of the user's input (recipe, data, weights) fails before the
 run directory is touched; ``metrics.json`` and ``predictions.csv`` appear only at the very end.
@@ -426,6 +427,7 @@ def write_results(run_dir: Path, classes: list[str], test_ids: list[str], evalua
                                in zip(ids, evaluation.labels.tolist()))]
     ))
     _plot_test_curves(run_dir, names, evaluation)
+    _plot_calibration(run_dir, evaluation, extra.get("prior_correction"))
     metrics = {
         "test": evaluation.metrics,
         "test_components": evaluation.component_metrics,
@@ -458,6 +460,85 @@ def _plot_test_curves(run_dir: Path, classes: list[str], evaluation) -> None:
                                    title="ROC, test set, one class vs the rest")
         plots.plot_pr_one_vs_rest(curves, classes, run_dir / "pr.png",
                                   title="Precision-recall, test set, one class vs the rest")
+
+
+def _plot_calibration(run_dir: Path, evaluation, prior_correction: dict | None) -> None:
+    """calibration.png (two classes, both in the test set): the reliability diagram of the
+    aggregate, each component and, with a prior correction, the corrected aggregate."""
+    from synergic import plots
+    from synergic.metrics import CALIBRATION_BINS, prior_corrected
+
+    labels = evaluation.labels.numpy()
+    if evaluation.probabilities.shape[1] != 2 or len(set(labels.tolist())) != 2:
+        return
+    components = evaluation.component_probabilities
+    aggregate = evaluation.probabilities.double().numpy()
+    name = "SDL (aggregate)" if len(components) > 1 else "model"
+    curves = {name: (aggregate[:, 1], labels)}
+    if len(components) > 1:
+        curves.update({f"component {k + 1}": (p[:, 1].double().numpy(), labels)
+                       for k, p in enumerate(components)})
+    if prior_correction:
+        corrected = prior_corrected(
+            aggregate, prior_correction["training_prior"], prior_correction["data_prior"]
+        )
+        curves[f"{name}, prior-corrected"] = (corrected[:, 1], labels)
+    plots.plot_reliability(curves, run_dir / "calibration.png", n_bins=CALIBRATION_BINS,
+                           title="Reliability diagram, test set")
+
+
+def sampler_class_mix(sampler, labels: torch.Tensor, steps: int) -> np.ndarray:
+    """``[num_streams, K]``: the fraction of each class among the images ``sampler`` gave each
+    stream (component) over ``steps`` 0..steps-1, the class mix that component trained on."""
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    num_classes = int(labels.max()) + 1
+    counts = np.zeros((sampler.num_streams, num_classes))
+    for step in range(steps):
+        drawn = labels[sampler.sample(step)]  # [num_streams, batch_size]
+        for stream, row in enumerate(drawn):
+            counts[stream] += torch.bincount(row, minlength=num_classes).numpy()
+    return counts / counts.sum(axis=1, keepdims=True)
+
+
+def threshold_and_calibration_entries(
+    trainer, data: PreparedData, evaluation, *, sampler_steps: int = 1000
+) -> dict[str, Any]:
+    """metrics.json's ``threshold``, ``calibration`` and ``prior_correction`` for two classes
+    (:func:`synergic.metrics.threshold_and_calibration`); ``{}`` for more classes.
+
+    Thresholds are chosen on the validation predictions of the model the trainer holds (the
+    reported one, after :func:`evaluate_selected`). The prior correction moves the test
+    probabilities from the class mix the sampler drew for the components over the run's first
+    ``min(steps trained, sampler_steps)`` steps (:func:`sampler_class_mix`, averaged over the
+    components) to the mix of the training labels. Every rank must call it (it evaluates the
+    validation split).
+    """
+    from synergic.metrics import threshold_and_calibration
+
+    if len(data.classes) != 2:
+        return {}
+    validation = None
+    if data.validation is not None:
+        validation = trainer.evaluate(data.validation.images, data.validation.labels)
+    train_labels = torch.as_tensor(data.train.labels, dtype=torch.long)
+    data_prior = np.bincount(train_labels.numpy(), minlength=2) / len(train_labels)
+    steps = min(trainer.state.step, sampler_steps)
+    mix = sampler_class_mix(trainer.sampler, train_labels, steps) if steps else None
+    usable = mix is not None and mix.shape[1] == 2 and (mix > 0).all() and (data_prior > 0).all()
+    validation_probabilities = validation_labels = None
+    if validation is not None:
+        validation_probabilities = validation.probabilities.double().numpy()
+        validation_labels = validation.labels.numpy()
+    entries = threshold_and_calibration(
+        evaluation.probabilities.double().numpy(), evaluation.labels.numpy(),
+        validation_probabilities=validation_probabilities, validation_labels=validation_labels,
+        training_prior=mix.mean(axis=0) if usable else None,
+        data_prior=data_prior if usable else None,
+    )
+    if usable:
+        entries["prior_correction"]["component_training_prior"] = mix.tolist()
+        entries["prior_correction"]["sampler_steps"] = steps
+    return entries
 
 
 def resumable_checkpoint(run_dir: Path, recipe: Recipe) -> dict[str, Any] | None:
@@ -689,10 +770,20 @@ def run(
 
     stage("evaluating on the test set")
     evaluation, extra = evaluate_selected(trainer, recipe, data, run_dir)
+    extra.update(threshold_and_calibration_entries(trainer, data, evaluation))
     extra = {"classes": data.classes, "iterations": state.step, **extra, "data": record,
              "backbone": backbone}
     if not info.is_main:
         return RunResult(run_dir, {"test": evaluation.metrics}, evaluation)
+    if t.n_bootstrap:  # test_ci, test_components_ci, ci: from the predictions (synergic.stats)
+        from synergic.stats import metric_intervals
+
+        extra = {**metric_intervals(
+            evaluation.probabilities.double().numpy(), evaluation.labels.numpy(),
+            component_probabilities=[p.double().numpy()
+                                     for p in evaluation.component_probabilities],
+            n_bootstrap=t.n_bootstrap, seed=recipe.seed,
+        ), **extra}
     write_results(run_dir, data.classes, data.test.ids, evaluation, extra)
     update_run_record(run_dir, selected=extra["selected"])
     # Only now, with the results written: until here last.pt is what a crashed run resumes from.

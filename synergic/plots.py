@@ -3,7 +3,9 @@
 One curve per entry (for example ``"SDL (aggregate)"``, ``"component 1"``, ``"component 2"``),
 with its AUC or AP in the legend. With more than two classes, :func:`plot_roc_one_vs_rest` and
 :func:`plot_pr_one_vs_rest` draw one panel per class, that class against all others (as
-scikit-learn's multiclass ROC example), with the same entries in every panel. Figures are drawn on
+scikit-learn's multiclass ROC example), with the same entries in every panel.
+:func:`plot_reliability` draws the reliability diagram (calibration) of two-class probabilities.
+Figures are drawn on
 matplotlib's Agg canvas directly, without ``pyplot``, so plotting changes no global state (no
 backend switch, no open figures) for code that shares the process, and works without a display.
 """
@@ -29,6 +31,7 @@ __all__ = [
     "one_vs_rest_figure",
     "plot_pr",
     "plot_pr_one_vs_rest",
+    "plot_reliability",
     "plot_roc",
     "plot_roc_one_vs_rest",
 ]
@@ -81,6 +84,63 @@ def plot_pr(curves: Curves, path: str | os.PathLike[str], title: str | None = No
     figure, axes = _new_axes()
     _draw(axes, curves, "pr")
     return _finish(figure, axes, path, title or "Precision-recall curve")
+
+
+def plot_reliability(
+    curves: Curves,
+    path: str | os.PathLike[str],
+    n_bins: int = 10,
+    title: str | None = None,
+) -> Path:
+    """Write a reliability diagram of ``curves`` to the PNG file ``path``; returns the path.
+
+    Top: for each entry, the fraction of positive cases against the mean predicted
+    probability in ``n_bins`` equal-width bins (``sklearn.calibration.calibration_curve``,
+    ``strategy="uniform"``; empty bins are not drawn), with the entry's expected calibration
+    error (:func:`synergic.metrics.expected_calibration_error`, same bins) in the legend and a
+    dashed diagonal for perfect calibration. Bottom: how many cases fall in each bin, per entry.
+
+    Raises:
+        SynergicError: as :func:`plot_roc`, probabilities outside ``[0, 1]``, or ``n_bins < 1``.
+    """
+    from sklearn.calibration import calibration_curve
+
+    from synergic.metrics import expected_calibration_error
+
+    checked = _checked(curves)
+    errors = {
+        name: expected_calibration_error(is_positive, scores, n_bins)
+        for name, (scores, is_positive) in checked.items()
+    }
+    figure = Figure(figsize=(5.5, 6.6), dpi=120, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes, counts_axes = figure.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+    axes.plot(
+        [0, 1], [0, 1], linestyle="--", color="0.6", linewidth=1, label="perfectly calibrated"
+    )
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    for name, (scores, is_positive) in checked.items():
+        fraction_positive, mean_probability = calibration_curve(
+            is_positive, scores, n_bins=n_bins, strategy="uniform"
+        )
+        line, = axes.plot(
+            mean_probability, fraction_positive, marker="o", markersize=3,
+            label=curve_label(name, "ECE", errors[name]),
+        )
+        # The bins of calibration_curve: a probability on an inner edge belongs to the lower bin.
+        bins = np.searchsorted(edges[1:-1], scores)
+        counts_axes.stairs(np.bincount(bins, minlength=n_bins), edges, color=line.get_color())
+    axes.set_title(title or "Reliability diagram")
+    axes.set_xlim(0.0, 1.0)
+    axes.set_ylim(0.0, 1.02)
+    axes.set_ylabel("Fraction of positive cases")
+    axes.grid(True, linewidth=0.5, alpha=0.4)
+    axes.legend(loc="upper left", fontsize="small")
+    axes.tick_params(labelbottom=False)
+    counts_axes.set_xlabel("Mean predicted probability of the positive class")
+    counts_axes.set_ylabel("Cases")
+    counts_axes.grid(True, linewidth=0.5, alpha=0.4)
+    return _write_atomically(figure, Path(path))
 
 
 def one_vs_rest(

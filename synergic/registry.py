@@ -4,12 +4,22 @@ One :class:`Registry` per kind of component (backbones, data sets, pair samplers
 aggregators). Nothing is registered as a side effect of importing a module: the built-in components
 and the plugins' all arrive through the same pluggy hooks (:mod:`synergic.plugins`), loaded lazily
 the first time a registry is read. Tests can build a fresh ``Registry`` or ``unregister`` names.
+
+A component is registered as an object (a function or class) or as a reference
+``"package.module:attribute"``, which is imported the first time its factory is asked for
+(:attr:`Entry.factory`, :meth:`Registry.get`). Listing the names, origins and descriptions of
+components registered by reference (``synergic list``) imports none of their modules, so it does
+not import torch; the description is then read from the module's source (the first line of the
+attribute's docstring) unless one is given.
 """
 
 from __future__ import annotations
 
+import ast
+import importlib.util
+import pkgutil
+import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Generic, TypeVar, overload
 
 from synergic.errors import SynergicError, UnknownNameError, closest
@@ -21,14 +31,135 @@ class DuplicateNameError(SynergicError):
     """A name registered twice; the message names both origins."""
 
 
-@dataclass(frozen=True)
-class Entry(Generic[F]):
-    """A registered factory with where it came from."""
+class BrokenReferenceError(SynergicError):
+    """A component registered as ``"module:attribute"`` whose module or attribute cannot be loaded,
+    or is not callable; the message names the component, its origin (the plugin) and the
+    reference."""
 
-    name: str
-    factory: F
-    origin: str
-    description: str = ""
+
+def is_reference(text: str) -> bool:
+    """Whether ``text`` has the form ``"package.module:attribute"`` (dotted names on both sides of
+    one colon, as in an entry point: ``"synergic.sampling:BalancedPairSampler"``)."""
+    module, colon, attribute = text.partition(":")
+    return bool(colon) and all(
+        part.isidentifier() for part in (*module.split("."), *attribute.split("."))
+    )
+
+
+class Entry(Generic[F]):
+    """A registered component: its name, origin (the plugin that registered it, ``"synergic"``
+    for the built-ins, ``"user"`` otherwise), description and factory.
+
+    ``reference`` is the ``"module:attribute"`` string it was registered as, or ``None`` for an
+    object. The factory of a reference is imported on first access of :attr:`factory`.
+    """
+
+    __slots__ = ("name", "origin", "kind", "reference", "_factory", "_description")
+
+    def __init__(
+        self, name: str, factory: F | str, origin: str, description: str = "", *,
+        kind: str = "component",
+    ) -> None:
+        self.name = name
+        self.origin = origin
+        self.kind = kind
+        self.reference: str | None = factory if isinstance(factory, str) else None
+        self._factory: F | None = None if isinstance(factory, str) else factory
+        self._description = description or None
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the factory is at hand (registered as an object, or its reference imported)."""
+        return self._factory is not None
+
+    @property
+    def factory(self) -> F:
+        """The factory; a reference is imported here, once.
+
+        Raises:
+            BrokenReferenceError: the reference's module cannot be imported (the message carries
+                the ImportError), it has no such attribute, or the attribute is not callable.
+        """
+        if self._factory is None:
+            assert self.reference is not None
+            self._factory = self._import()
+        return self._factory
+
+    @property
+    def description(self) -> str:
+        """One line for ``synergic list``: the one registered, else the first line of the
+        factory's docstring (read from the module's source, without importing it, when the
+        factory is a reference not imported yet); empty when there is none."""
+        if self._description is None:
+            if self._factory is not None:
+                self._description = _summary(getattr(self._factory, "__doc__", None))
+            else:
+                assert self.reference is not None
+                self._description = _summary_from_source(self.reference)
+        return self._description
+
+    def _import(self) -> F:
+        where = f"{self.kind} '{self.name}' (registered by {self.origin}) points to '{self.reference}'"
+        todo = (
+            "correct the reference" if self.origin == "user"  # registered in code, not by a plugin
+            else f"reinstall {self.origin} or correct the reference it registers"
+        )
+        try:
+            value = pkgutil.resolve_name(self.reference)
+        except (ImportError, AttributeError) as error:
+            reason = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+            raise BrokenReferenceError(
+                f"{where}, which cannot be imported ({type(error).__name__}: {reason}): {todo}"
+            ) from error
+        if not callable(value):
+            raise BrokenReferenceError(
+                f"{where}, which is a {type(value).__name__}, not a function or class: {todo}"
+            )
+        return value
+
+    def __repr__(self) -> str:
+        factory = repr(self.reference) if self._factory is None else repr(self._factory)
+        return f"Entry({self.name!r}, {factory}, origin={self.origin!r})"
+
+
+def _summary(doc: str | None) -> str:
+    doc = (doc or "").strip()
+    return doc.splitlines()[0].strip() if doc else ""
+
+
+def _summary_from_source(reference: str) -> str:
+    """The first docstring line of ``reference``'s attribute, read from its module's source.
+
+    The module is not imported (its parent packages are, by ``importlib.util.find_spec``); when
+    it already is, the object's own docstring is read. Empty when the source is not at hand
+    (a compiled module), the attribute is not a function or class defined there (a name
+    imported from elsewhere), or anything fails: the error surfaces when the factory is used.
+    """
+    module_name, _, attribute = reference.partition(":")
+    if module_name in sys.modules:
+        try:
+            return _summary(getattr(pkgutil.resolve_name(reference), "__doc__", None))
+        except Exception:
+            return ""
+    try:
+        spec = importlib.util.find_spec(module_name)
+        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+            return ""
+        with open(spec.origin, encoding="utf-8") as source:
+            body = ast.parse(source.read(), filename=spec.origin).body
+    except Exception:  # only a description: never fail a listing
+        return ""
+    node = None
+    for part in attribute.split("."):
+        node = next(
+            (n for n in body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+             and n.name == part),
+            None,
+        )
+        if node is None:
+            return ""
+        body = node.body
+    return _summary(ast.get_docstring(node))
 
 
 class Registry(Generic[F]):
@@ -39,6 +170,9 @@ class Registry(Generic[F]):
     ... def tiny(in_features): ...
     >>> heads.get("tiny") is tiny
     True
+    >>> _ = heads.register("mlp", "synergic.models.synergic_head:MLPSynergicHead")
+    >>> heads.entry("mlp").loaded  # listed, described, not imported
+    False
     """
 
     def __init__(self, kind: str, *, on_first_read: Callable[[], None] | None = None) -> None:
@@ -54,7 +188,9 @@ class Registry(Generic[F]):
             self._on_first_read()
 
     @overload
-    def register(self, name: str, factory: F, *, origin: str = ..., description: str = ...) -> F: ...
+    def register(
+        self, name: str, factory: F | str, *, origin: str = ..., description: str = ...
+    ) -> F | str: ...
     @overload
     def register(
         self, name: str, factory: None = None, *, origin: str = ..., description: str = ...
@@ -63,13 +199,26 @@ class Registry(Generic[F]):
     def register(self, name, factory=None, *, origin="user", description=""):
         """Register ``factory`` under ``name``; without ``factory``, return a decorator.
 
-        A name registered twice is an error naming both origins.
+        ``factory`` is a callable, or a reference ``"package.module:attribute"`` to one that is
+        imported at its first use (:attr:`Entry.factory`). Without ``description`` the first
+        line of the factory's docstring is shown by ``synergic list``. Returns ``factory``.
+
+        Raises:
+            SynergicError: ``name`` is not a non-empty string, or ``factory`` is neither callable
+                nor a reference.
+            DuplicateNameError: ``name`` is taken; the message names both origins.
         """
         if factory is None:
             return lambda f: self.register(name, f, origin=origin, description=description)
         if not isinstance(name, str) or not name:
             raise SynergicError(f"a {self.kind} name must be a non-empty string, got {name!r}")
-        if not callable(factory):
+        if isinstance(factory, str):
+            if not is_reference(factory):
+                raise SynergicError(
+                    f"{self.kind} '{name}' from {origin}: {factory!r} is not a reference of the "
+                    "form 'package.module:attribute'; register the factory or such a reference"
+                )
+        elif not callable(factory):
             raise SynergicError(f"{self.kind} '{name}' from {origin}: the factory is not callable")
         if name in self._entries:
             first = self._entries[name].origin
@@ -77,10 +226,7 @@ class Registry(Generic[F]):
                 f"{self.kind} '{name}' is registered twice: by {first} and by {origin}; "
                 "uninstall or disable one of them (SYNERGIC_PLUGINS=...)"
             )
-        if not description:
-            doc = (getattr(factory, "__doc__", None) or "").strip()
-            description = doc.splitlines()[0] if doc else ""
-        self._entries[name] = Entry(name, factory, origin, description)
+        self._entries[name] = Entry(name, factory, origin, description, kind=self.kind)
         return factory
 
     def unregister(self, name: str) -> None:
@@ -96,10 +242,18 @@ class Registry(Generic[F]):
         self._loaded = self._on_first_read is None
 
     def get(self, name: str) -> F:
-        """The factory registered as ``name``; an unknown name lists the valid ones."""
+        """The factory registered as ``name``, imported now if it was registered by reference.
+
+        Raises:
+            UnknownNameError: ``name`` is not registered; the message lists the valid names and
+                the closest one.
+            BrokenReferenceError: its reference cannot be imported or is not callable.
+        """
         return self.entry(name).factory
 
     def entry(self, name: str) -> Entry[F]:
+        """The :class:`Entry` of ``name`` (nothing is imported); an unknown name raises
+        :class:`~synergic.errors.UnknownNameError` listing the valid ones."""
         self._ensure_loaded()
         try:
             return self._entries[name]

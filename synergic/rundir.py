@@ -15,7 +15,9 @@
     metrics.json        the selected model's test metrics, the data record, the selection
     predictions.csv     image,<class 0>,<class 1>,...: the selected model's probabilities
     test_labels.csv     image,label: the test set's ground truth, in the same order
-    roc.png, pr.png     aggregate and each component (binary tasks), as the paper's Fig. 3
+    roc.png, pr.png     aggregate and each component, as the paper's Fig. 3 (one-vs-rest panels
+                        for more than two classes)
+    calibration.png     reliability diagram (binary tasks)
 
 A run's identity is its recipe less the keys in :data:`RESULT_NEUTRAL_KEYS` (where files live,
 how fast and how often things happen), plus the data it read (:func:`data_fingerprint`).
@@ -53,9 +55,11 @@ RESULT_NEUTRAL_KEYS: tuple[str, ...] = (
     "train.keep_checkpoints",
     "train.log_every",
     "train.eval_every",
+    "train.n_bootstrap",
 )
 """Recipe keys that change where files live or how fast and how often things happen, never what a
-run computes. Two runs whose recipes differ only in these are the same experiment (sweeps, reports),
+run computes (``train.n_bootstrap`` only changes how finely the intervals around its results are
+estimated). Two runs whose recipes differ only in these are the same experiment (sweeps, reports),
 and a run may be resumed with them changed."""
 
 RELOCATABLE_KEYS: tuple[str, ...] = ("data.root",)
@@ -69,7 +73,7 @@ SCHEDULES_DEPENDING_ON_TOTAL = frozenset({"cosine"})
 would change the rate of steps already taken."""
 
 RESULT_FILES = (
-    "metrics.json", "predictions.csv", "test_labels.csv", "roc.png", "pr.png",
+    "metrics.json", "predictions.csv", "test_labels.csv", "roc.png", "pr.png", "calibration.png",
 )
 """Files that exist only once a run has finished: removed when a run is resumed or extended."""
 

@@ -97,7 +97,8 @@ def tiny_test_set():
 def test_run_writes_the_run_directory(tiny_run, _tiny_runs):
     files = sorted(p.relative_to(tiny_run).as_posix() for p in tiny_run.rglob("*") if p.is_file())
     assert files == [
-        "checkpoints/best.pt", "checkpoints/last.pt", "log.csv", "metrics.json", "pr.png",
+        "calibration.png", "checkpoints/best.pt", "checkpoints/last.pt", "log.csv",
+        "metrics.json", "pr.png",
         "predictions.csv", "preprocessing.json", "recipe.yaml", "roc.png", "run.json",
         "splits.csv", "test_labels.csv",
     ]

@@ -69,7 +69,13 @@ def test_a_redirected_run_prints_the_whole_table_one_row_per_line(redirected_run
     ]
     metrics = json.loads((run / "metrics.json").read_text())
     cells = [cell.strip() for cell in rows[0].strip().strip("│").split("│")]
-    expected = ["n/a" if v is None else f"{v:.4f}" for v in metrics["test"].values()]
+    intervals = metrics["test_ci"]  # value [95 % interval], see synergic.stats
+    expected = [
+        "n/a" if v is None else f"{v:.4f}" + (
+            "" if None in intervals[k] else f" [{intervals[k][0]:.2f}, {intervals[k][1]:.2f}]"
+        )
+        for k, v in metrics["test"].items()
+    ]
     assert cells[1:] == expected
 
 

@@ -418,6 +418,127 @@ def test_loading_is_lazy(tmp_path):
     assert result.stdout.endswith("lazy: ok\n")
 
 
+# -- components registered by reference -------------------------------------------------------
+
+REFERENCE_PLUGIN = '''
+    import synergic
+
+    @synergic.hookimpl
+    def register_pair_samplers(register):
+        register("ref_pairs", "fake_ref_components:RefPairs")
+'''
+REFERENCE_COMPONENTS = '''
+    """What a plugin's component module usually does first: import torch."""
+    import torch
+
+    class RefPairs:
+        """Pairs drawn by a plugin that registered a reference."""
+'''
+
+
+def test_synergic_list_imports_no_component_module_and_not_torch(tmp_path):
+    """`synergic list` in a fresh process: the built-ins' and a plugin's components registered by
+    reference are listed with their descriptions, and neither they nor torch, numpy or PIL are
+    imported (a sys.modules probe, not a timing); their first use imports them, and the
+    descriptions read from the sources are the docstrings of what is then imported."""
+    site = write_distribution(
+        tmp_path, "fake-ref", entry_points={"refplugin": "fake_ref"},
+        modules={"fake_ref": REFERENCE_PLUGIN, "fake_ref_components": REFERENCE_COMPONENTS},
+    )
+    probe = tmp_path / "probe.json"
+    script = f"""
+        import contextlib, io, json, sys
+        from synergic.cli import main
+
+        listed = io.StringIO()
+        with contextlib.redirect_stdout(listed):
+            main(["list", "--json"])
+        heavy = ["torch", "numpy", "PIL", "timm", "fake_ref_components", "synergic.sampling",
+                 "synergic.aggregators", "synergic.data.images", "synergic.data.datasets.folder"]
+        imported = [name for name in heavy if name in sys.modules]
+
+        from synergic import registry
+        kinds = {{"datasets": "datasets", "samplers": "pair_samplers",
+                  "heads": "synergic_heads", "aggregators": "aggregators"}}
+        docstrings = {{}}
+        for kind, registry_name in kinds.items():
+            for name in registry.ALL[registry_name].names():
+                doc = (registry.ALL[registry_name].get(name).__doc__ or "").strip()
+                docstrings[name] = doc.splitlines()[0].strip() if doc else ""
+        json.dump({{"listing": json.loads(listed.getvalue()), "imported": imported,
+                   "docstrings": docstrings, "torch_after_use": "torch" in sys.modules}},
+                  open({str(probe)!r}, "w"))
+    """
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)])}
+    env.pop("SYNERGIC_DISABLE_PLUGINS", None)
+    env["SYNERGIC_PLUGINS"] = "refplugin"  # not the plugins installed in this environment
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    found = json.loads(probe.read_text())
+    assert found["imported"] == []
+    listed = {e["name"]: e for entries in found["listing"].values() for e in entries}
+    assert listed["ref_pairs"] == {"name": "ref_pairs", "origin": "refplugin",
+                                   "description": "Pairs drawn by a plugin that registered a "
+                                                  "reference."}
+    assert {"isic2016", "folder", "csv", "synthetic_lesions", "balanced", "random", "mlp",
+            "sum_softmax", "mean_logits", "max", "vote"} <= set(listed)
+    for name, docstring in found["docstrings"].items():
+        assert docstring and listed[name]["description"] == docstring, name
+    assert found["torch_after_use"]
+
+
+def test_a_broken_reference_from_a_plugin_is_one_line_naming_it(site, tiny_recipe, capsys):
+    write_distribution(site, "fake-typo-ref", entry_points={"typoref": "fake_typo_ref"},
+                       modules={"fake_typo_ref": """
+        import synergic
+
+        @synergic.hookimpl
+        def register_pair_samplers(register):
+            register("typo_pairs", "synergic.sampling:BalancedPairSamplr")
+    """})
+    assert registry.pair_samplers.entry("typo_pairs").origin == "typoref"  # listing works
+    with pytest.raises(SystemExit) as caught:
+        main(["recipe", "check", str(tiny_recipe), "--set", "train.sampler.name=typo_pairs"])
+    assert caught.value.code == 1
+    error = capsys.readouterr().err.strip().splitlines()[-1]  # after the checks' notes
+    assert error == (
+        "error: pair sampler 'typo_pairs' (registered by typoref) points to "
+        "'synergic.sampling:BalancedPairSamplr', which cannot be imported (AttributeError: module "
+        "'synergic.sampling' has no attribute 'BalancedPairSamplr'): reinstall typoref or "
+        "correct the reference it registers"
+    )
+
+
+def test_a_plugin_registering_a_string_that_is_no_reference_is_skipped(site):
+    write_distribution(site, "fake-odd", entry_points={"odd": "fake_odd"},
+                       modules={"fake_odd": """
+        import synergic
+
+        @synergic.hookimpl
+        def register_aggregators(register):
+            register("odd_mean", "synergic.aggregators.mean_logits")
+    """})
+    with pytest.warns(PluginLoadWarning, match=re.escape(
+        "synergic plugin 'odd' failed to load and was skipped: SynergicError: aggregator "
+        "'odd_mean' from odd: 'synergic.aggregators.mean_logits' is not a reference of the form "
+        "'package.module:attribute'")):
+        assert "odd" not in plugin_names()
+    assert "odd_mean" not in registry.aggregators
+
+
+def test_the_builtins_are_registered_by_reference_and_objects_still_work(fresh_plugins):
+    for kind, names in loaded_plugins()[0].registered.items():
+        for name in names:
+            assert registry.ALL[kind].entry(name).reference is not None, name
+    register_plugin(Throwaway(), "objects")  # registers objects, through the same callback
+    try:
+        assert registry.aggregators.entry("first_only").reference is None
+        assert registry.aggregators.entry("first_only").loaded
+    finally:
+        unregister_plugin("objects")
+
+
 # -- contracts --------------------------------------------------------------------------------
 
 

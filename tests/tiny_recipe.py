@@ -23,4 +23,5 @@ train:
   checkpoint_every: 2
   log_every: 1
   eval_batch_size: 8
+  n_bootstrap: 20
 """

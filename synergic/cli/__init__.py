@@ -1,8 +1,9 @@
 """The ``synergic`` command. It knows recipes and run directories, not the loop's insides.
 
 One module per command group: :mod:`~synergic.cli.runs` (run, resume, eval, predict),
-:mod:`~synergic.cli.experiments` (sweep, report), :mod:`~synergic.cli.recipes` (recipe ...),
-:mod:`~synergic.cli.components` (list, plugins), :mod:`~synergic.cli.data` (data ...); how they
+:mod:`~synergic.cli.experiments` (sweep, report), :mod:`~synergic.cli.cv` (cv),
+:mod:`~synergic.cli.compare` (compare),
+:mod:`~synergic.cli.recipes` (recipe ...), :mod:`~synergic.cli.components` (list, plugins), :mod:`~synergic.cli.data` (data ...); how they
 print is in :mod:`~synergic.cli.output`, the one progress display of training in
 :mod:`~synergic.cli.progress`. Importing this package imports click and rich, not torch: each
 command imports what it needs when it runs.
@@ -16,7 +17,9 @@ import sys
 import click
 
 from synergic import __version__
+from synergic.cli.compare import compare
 from synergic.cli.components import list_command, plugins
+from synergic.cli.cv import cv
 from synergic.cli.data import data
 from synergic.cli.experiments import report, sweep
 from synergic.cli.output import console
@@ -40,7 +43,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 for _command in (run, resume, eval_command, predict, list_command, plugins, recipe, data, sweep,
-                 report):
+                 cv, report, compare):
     cli.add_command(_command)
 
 

@@ -109,18 +109,34 @@ def _format(value) -> str:
     return f"{value:.4f}"
 
 
-def metrics_table(aggregate: dict, components: list[dict], title: str):
-    """A rich table: one row for the aggregate, one per component, a column per metric."""
+def _with_interval(value, interval) -> str:
+    text = _format(value)
+    if not interval or text == "n/a" or any(
+        bound is None or not math.isfinite(bound) for bound in interval
+    ):
+        return text
+    return f"{text} [{interval[0]:.2f}, {interval[1]:.2f}]"
+
+
+def metrics_table(aggregate: dict, components: list[dict], title: str,
+                  intervals: dict | None = None, component_intervals: list[dict] | None = None):
+    """A rich table: one row for the aggregate, one per component, a column per metric; with
+    ``intervals`` (metrics.json's ``test_ci``, ``test_components_ci``) a cell reads
+    ``0.8123 [0.77, 0.85]``, the value and its 95 % interval."""
     from rich.table import Table
 
+    intervals = intervals or {}
+    component_intervals = component_intervals or []
     table = Table(title=title, title_justify="left")
     table.add_column("model", no_wrap=True)
     names = list(aggregate)
     for name in names:
         table.add_column(name, justify="right", no_wrap=True)
-    table.add_row("aggregate", *(_format(aggregate[n]) for n in names))
+    table.add_row("aggregate", *(_with_interval(aggregate[n], intervals.get(n)) for n in names))
     for k, component in enumerate(components):
-        table.add_row(f"component {k + 1}", *(_format(component.get(n)) for n in names))
+        bounds = component_intervals[k] if k < len(component_intervals) else {}
+        table.add_row(f"component {k + 1}",
+                      *(_with_interval(component.get(n), bounds.get(n)) for n in names))
     return table
 
 

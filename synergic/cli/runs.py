@@ -148,7 +148,13 @@ def _run(recipe, output: Path, *, resume: bool, overwrite: bool, output_mode: Ou
     out = console()
     aggregate = result.metrics["test"]
     components = result.metrics.get("test_components", [])
-    out.print(metrics_table(aggregate, components, f"test metrics of {recipe.name}"))
+    out.print(metrics_table(aggregate, components, f"test metrics of {recipe.name}",
+                            result.metrics.get("test_ci"),
+                            result.metrics.get("test_components_ci")))
+    if "ci" in result.metrics:
+        ci = result.metrics["ci"]
+        out.print(f"[brackets]: {ci['level']:.0%} interval, bootstrap of the test images "
+                  f"({ci['method']}, {ci['n_bootstrap']} resamples)", markup=False)
     line = comparison_line(aggregate, components)
     if line:
         out.print(line, markup=False)

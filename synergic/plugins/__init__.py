@@ -8,6 +8,11 @@ Loading happens in two steps, each once per process:
 2. :func:`load_plugins` runs discovery, then calls every plugin's ``register_*`` hooks, which fill
    the registries of :mod:`synergic.registry`. It runs at the first read of any registry.
 
+A hook registers a component as an object or as a reference ``"package.module:attribute"``;
+a reference is imported at the component's first use, so that listing the components
+(``synergic list``) does not import them (nor torch). A reference that cannot be imported is a
+:class:`~synergic.registry.BrokenReferenceError` naming the plugin and the reference.
+
 The built-in components register through the same hooks, as the default plugin ``synergic``.
 ``SYNERGIC_DISABLE_PLUGINS=1`` loads only the built-ins; ``SYNERGIC_PLUGINS=a,b`` loads only the
 named entry points. A plugin that fails to import or to register is skipped with a
@@ -191,6 +196,7 @@ def _register_components(name: str, info: PluginInfo) -> None:
                 continue
 
             def register(component, factory=None, description="", _target=target, _kind=kind):
+                # factory: a callable or a "module:attribute" reference (imported on first use)
                 if factory is None:  # used as a decorator: @register("name")
                     return lambda f: register(component, f, description)
                 _target.register(component, factory, origin=name, description=description)

@@ -1,6 +1,8 @@
 """synergic's own components, registered through the same hooks as any plugin.
 
-Imports happen inside the hooks so that ``import synergic`` stays cheap.
+Each component is registered by reference (``"module:attribute"``): its module is imported the
+first time the component is used, so listing the components (``synergic list``) imports neither
+the components' modules nor torch. The descriptions are the first lines of their docstrings.
 """
 
 from __future__ import annotations
@@ -17,34 +19,26 @@ def register_backbones(register):
 
 @hookimpl
 def register_datasets(register):
-    from synergic.data.datasets import csv_dataset, folder, isic2016, synthetic
-
-    register("isic2016", isic2016.isic2016)
-    register("folder", folder.image_folder)
-    register("csv", csv_dataset.csv_dataset)
-    register("synthetic_lesions", synthetic.synthetic_lesions)
+    register("isic2016", "synergic.data.datasets.isic2016:isic2016")
+    register("folder", "synergic.data.datasets.folder:image_folder")
+    register("csv", "synergic.data.datasets.csv_dataset:csv_dataset")
+    register("synthetic_lesions", "synergic.data.datasets.synthetic:synthetic_lesions")
 
 
 @hookimpl
 def register_pair_samplers(register):
-    from synergic.sampling import BalancedPairSampler, RandomPairSampler
-
-    register("balanced", BalancedPairSampler)
-    register("random", RandomPairSampler)
+    register("balanced", "synergic.sampling:BalancedPairSampler")
+    register("random", "synergic.sampling:RandomPairSampler")
 
 
 @hookimpl
 def register_synergic_heads(register):
-    from synergic.models.synergic_head import MLPSynergicHead
-
-    register("mlp", MLPSynergicHead)
+    register("mlp", "synergic.models.synergic_head:MLPSynergicHead")
 
 
 @hookimpl
 def register_aggregators(register):
-    from synergic import aggregators
-
-    register("sum_softmax", aggregators.sum_softmax)
-    register("mean_logits", aggregators.mean_logits)
-    register("max", aggregators.max_softmax)
-    register("vote", aggregators.vote)
+    register("sum_softmax", "synergic.aggregators:sum_softmax")
+    register("mean_logits", "synergic.aggregators:mean_logits")
+    register("max", "synergic.aggregators:max_softmax")
+    register("vote", "synergic.aggregators:vote")

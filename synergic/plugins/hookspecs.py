@@ -4,9 +4,11 @@ A plugin is a module with functions marked ``@synergic.hookimpl`` whose names ar
 below; it implements only the hooks it needs. Each ``register_*`` hook is handed a callback,
 ``register(name, factory, description="")``, that adds ``factory`` to synergic's registry of that
 kind under ``name``, recorded as coming from your plugin (``synergic list`` shows it). Without
-``description`` the first line of the factory's docstring is shown. A name that is already taken,
-by synergic or by another plugin, is an error naming both. Expose the module through the
-``synergic`` entry-point group in your ``pyproject.toml``:
+``description`` the first line of the factory's docstring is shown. ``factory`` may also be a
+reference ``"package.module:attribute"``: the module is imported at the component's first use, so
+that listing the components does not import it (the docstring is then read from its source). A
+name that is already taken, by synergic or by another plugin, is an error naming both. Expose the
+module through the ``synergic`` entry-point group in your ``pyproject.toml``:
 
 ```toml
 [project.entry-points.synergic]
@@ -14,8 +16,8 @@ myplugin = "myplugin"
 ```
 
 The types each factory must have are written down as Protocols in ``synergic.contracts``.
-Import heavy modules (torch, your models) inside the hooks, not at the top of the module:
-synergic imports every plugin when the ``synergic`` command starts.
+Import heavy modules (torch, your models) inside the hooks, not at the top of the module, or
+register references: synergic imports every plugin when the ``synergic`` command starts.
 """
 
 from __future__ import annotations

@@ -438,6 +438,13 @@ class TrainConfig(_Section):
         "checkpoint with the best validation AP (best.pt), last = the final weights; auto = best "
         "when there is a validation split, else last.",
     )
+    n_bootstrap: int = Field(
+        1000,
+        ge=0,
+        description="Bootstrap resamples of the test images (within each class) for the 95 % "
+        "interval of every test metric in metrics.json (test_ci); 0 computes none. Changes the "
+        "reported intervals, not the model, so a run may be resumed with another value.",
+    )
     keep_checkpoints: Literal["auto", "all", "selected", "none"] = Field(
         "auto",
         description="The checkpoints a run keeps once it has finished (all are kept while it "

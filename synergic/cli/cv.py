@@ -1,0 +1,186 @@
+"""The ``cv`` command: k-fold cross-validation of a recipe over its training data.
+
+Only click and the standard library are imported here; :mod:`synergic.cv` (and torch) are imported
+when the command runs, so ``synergic --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from synergic.cli.output import OutputMode, console, output_options
+from synergic.cli.progress import TrainingProgress
+
+__all__ = ["cv", "make_executor"]
+
+
+@click.command()
+@click.argument("recipe")
+@click.option("--folds", "-k", type=click.IntRange(min=2), required=True,
+              help="Number of folds k: each run holds out one k-th of the training images as "
+                   "its test set.")
+@click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Repetitions of the k-fold split, each a new shuffle (seeded by the recipe's "
+                   "seed).")
+@click.option("--group-by", metavar="KIND",
+              help="Keep the images of one group (a kind of the data set's 'groups', e.g. "
+                   "patient) in one fold. Default: the data set's only kind of group, if it has "
+                   "one; 'none' ignores groups.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe key in every fold (dotted path; value read as YAML). "
+                   "Repeatable.")
+@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path),
+              help="The cross-validation folder (default: runs/<recipe name>-cv). Rerun the "
+                   "same command to continue.")
+@click.option("--launcher", type=click.Choice(["local", "slurm"]), default="local",
+              show_default=True,
+              help="local: the folds one after another in this process; slurm: one job per "
+                   "fold through submitit (pip install 'synergic[cluster]').")
+@click.option("--launcher-option", "launcher_options", multiple=True, metavar="KEY=VALUE",
+              help="A submitit parameter of the slurm jobs (value read as YAML), e.g. "
+                   "timeout_min=120, gpus_per_node=1, slurm_partition=gpu. Repeatable.")
+@output_options
+def cv(
+    recipe: str, folds: int, repeats: int, group_by: str | None, overrides, output: Path | None,
+    launcher: str, launcher_options, output_mode: OutputMode,
+) -> None:
+    """Cross-validate RECIPE: stratified k-fold over its training split, each fold a run whose
+    test set is the held-out fold; then the mean, std and 95 % t-interval of every test metric
+    over the folds, and every training image's out-of-fold probabilities.
+
+    \b
+    Example (5 folds, twice, on the demo data):
+      synergic cv demo --folds 5 --repeats 2 --output runs/demo-cv
+    Each fold goes to OUTPUT/repeat-R/fold-F/; finished folds are kept and interrupted ones
+    resumed when the command is run again. Writes OUTPUT/summary.json and
+    OUTPUT/oof_predictions.csv. --quiet prints only the path of summary.json; --json prints
+    summary.json's content plus "cv_dir".
+    """
+    from synergic.cv import run_cv
+    from synergic.recipe import load_recipe
+
+    if output is None:
+        output = Path("runs") / f"{load_recipe(recipe, overrides).name}-cv"
+    if launcher_options and launcher == "local":
+        raise click.UsageError("--launcher-option needs --launcher slurm")
+    executor = make_executor(launcher, output, launcher_options)
+    err = console(stderr=True)
+    state: dict = {}
+
+    def say(text: str) -> None:
+        if output_mode.chatty:
+            err.print(text, soft_wrap=True)
+
+    def on_event(action: str, run, index: int, total: int) -> None:
+        where = f"[{index}/{total}] {run.label}"
+        if action == "skip":
+            say(f"{where}: finished earlier, kept")
+        elif action == "submit":
+            say(f"{where}: submitted -> {run.run_dir}")
+        elif action in ("start", "resume"):
+            verb = "resuming" if action == "resume" else "running"
+            say(f"{where}: {verb} -> {run.run_dir}")
+            state["progress"] = TrainingProgress(
+                f"  {run.label}", run.recipe.train.iterations, transient=True,
+                enabled=output_mode.chatty,
+            )
+            state["started"] = time.perf_counter()
+        elif action == "done":
+            progress = state.pop("progress", None)
+            if progress is not None:
+                progress.stop()
+                say(f"{where}: done ({time.perf_counter() - state['started']:.0f} s)")
+            else:
+                say(f"{where}: done")
+
+    def on_stage(message: str) -> None:
+        progress = state.get("progress")
+        if message.startswith(("resuming", "no checkpoint")):
+            say(f"  [dim]{message}[/]")
+        if progress is None:
+            return
+        if message == "training":
+            progress.start()
+        elif message.startswith("evaluating"):
+            progress.stop()
+
+    try:
+        summary = run_cv(
+            recipe, folds=folds, repeats=repeats, group_by=group_by, overrides=overrides,
+            output=output, executor=executor, on_event=on_event, on_stage=on_stage,
+            progress=output_mode.chatty, callbacks=lambda run: [state["progress"]],
+        )
+    finally:
+        if "progress" in state:
+            state.pop("progress").stop()
+    if output_mode.json:
+        output_mode.emit_json({**summary, "cv_dir": str(output)})
+    elif output_mode.quiet:
+        click.echo(str(output / "summary.json"))
+    else:
+        _print_summary(summary, output)
+
+
+def make_executor(launcher: str, output: Path, options) -> object | None:
+    """None for ``local``; for ``slurm``, a ``submitit.AutoExecutor`` writing its job files to
+    ``OUTPUT/.submitit``, with the ``KEY=VALUE`` ``options`` (YAML values) as its parameters.
+
+    Raises:
+        SynergicError: submitit is not installed, an option is not ``KEY=VALUE``, or submitit
+            refuses it.
+    """
+    import yaml
+
+    from synergic.errors import SynergicError
+
+    if launcher == "local":
+        return None
+    try:
+        import submitit
+    except ImportError:
+        raise SynergicError(
+            "--launcher slurm needs submitit: pip install 'synergic[cluster]'"
+        ) from None
+    parameters = {}
+    for option in options:
+        key, equals, value = option.partition("=")
+        if not equals or not key.strip():
+            raise SynergicError(f"--launcher-option {option!r}: expected KEY=VALUE, e.g. "
+                                "timeout_min=120")
+        parameters[key.strip()] = yaml.safe_load(value)
+    executor = submitit.AutoExecutor(folder=output / ".submitit", cluster=launcher)
+    try:
+        executor.update_parameters(**parameters)
+    except (ValueError, TypeError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise SynergicError(f"--launcher-option: {first}") from None
+    return executor
+
+
+def _print_summary(summary: dict, output: Path) -> None:
+    from rich import box
+    from rich.table import Table
+
+    from synergic.sweep import format_stat
+
+    runs = len(summary["runs"])
+    title = (f"cross-validation of {summary.get('recipe')}: {summary['folds']} folds x "
+             f"{summary['repeats']} repeat{'s' if summary['repeats'] > 1 else ''}"
+             + (f", grouped by {summary['group_by']}" if summary.get("group_by") else ""))
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("test metric")
+    table.add_column(f"mean ± std over {runs} runs", justify="right")
+    table.add_column("95 % t-interval", justify="right")
+    for name, stat in summary["test"].items():
+        interval = stat.get("ci")
+        text = f"[{interval[0]:.4f}, {interval[1]:.4f}]" if interval else "n/a"
+        table.add_row(name, format_stat(stat), text)
+    out = console()
+    out.print(table)
+    out.print("the t-interval treats the folds as independent, which they are not (they share "
+              "training images): read it as optimistic", soft_wrap=True)
+    out.print(f"summary: {output / 'summary.json'}; out-of-fold predictions: "
+              f"{output / summary['oof_predictions']}", soft_wrap=True)
