@@ -684,6 +684,9 @@ def run(
     inform(f"data: {describe_data(record)}")
     model = build_recipe_model(recipe, len(classes), fetch_weights=download)
     build_sampler(recipe, splits["train"][1])  # its options, before any image is decoded
+    from synergic import registry
+
+    registry.aggregators.get(recipe.model.aggregator)  # a plugin's reference, imported now
     backbone = resolved_backbone(  # the pretrained tag timm resolves the name to, for the record
         recipe.model.backbone.name, pretrained=recipe.model.backbone.pretrained,
         weights=recipe.model.backbone.weights, backbone=model.components[0].backbone,

@@ -99,7 +99,10 @@ class Entry(Generic[F]):
         return self._description
 
     def _import(self) -> F:
-        where = f"{self.kind} '{self.name}' (registered by {self.origin}) points to '{self.reference}'"
+        where = (
+            f"{self.kind} '{self.name}' (registered by {self.origin}) points to "
+            f"'{self.reference}'"
+        )
         todo = (
             "correct the reference" if self.origin == "user"  # registered in code, not by a plugin
             else f"reinstall {self.origin} or correct the reference it registers"

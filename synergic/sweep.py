@@ -295,9 +295,11 @@ def run_sweep(
     callbacks: Callable[[SweepRun], Sequence[object]] | None = None,
     on_stage: Callable[[str], None] | None = None,
     progress: bool = False,
+    executor: Any = None,
 ) -> dict[str, Any]:
     """Run every cell of the sweep (see :func:`plan_sweep`), then write ``summary.json`` and
-    ``summary.md`` into ``output`` and return the summary.
+    ``summary.md`` into ``output`` and return the summary. With ``executor`` (a submitit
+    executor) each run is a job (:func:`execute_runs`).
 
     A finished run is kept (after checking that its recipe is this cell's), an interrupted one is
     resumed, an empty one is started. The first run that fails stops the sweep with a
@@ -310,7 +312,7 @@ def run_sweep(
     axes = [g if isinstance(g, GridAxis) else parse_grid(g) for g in grids]
     runs = plan_sweep(recipe, axes, seeds=seeds, overrides=overrides, output=output)
     execute_runs(runs, on_event=on_event, callbacks=callbacks, on_stage=on_stage,
-                 progress=progress)
+                 progress=progress, executor=executor)
     summary = summarize_sweep(
         runs, output, select_metric=select_metric,
         description={"recipe": str(recipe), "overrides": list(overrides),
@@ -407,8 +409,8 @@ def launch_runs(
     ``run.job_id`` is not set: see the executor's folder) and ``"done"`` as each ends.
 
     Raises:
-        SweepCellError: one line naming the first run whose job failed, with its last error line
-            and the job's log file.
+        SweepCellError: one line naming the first run whose job failed (or was stopped), with
+            its error and the job's log file.
     """
     notify = on_event or (lambda action, run, index, total: None)
     pending = []
@@ -432,21 +434,20 @@ def launch_runs(
     failures = []
     for (index, run), submitted in zip(pending, jobs):
         try:
-            submitted.result()
+            message = submitted.result()  # the job's one-line error, None when it finished
         except Exception as error:  # noqa: BLE001 - submitit's FailedJobError, UncompletedJobError
-            lines = [line for line in str(error).strip().splitlines() if line.strip()]
-            last = lines[-1].split(": ", 1)[-1] if lines else type(error).__name__
-            failures.append((run, f"{last} (job {submitted.job_id}, log: "
+            raised = re.findall(r"^[\w.]*(?:Error|Exception): (.+)$", str(error), re.MULTILINE)
+            message = (f"{command} {where(run)} failed: "
+                       f"{raised[-1] if raised else type(error).__name__}")
+        if message is None:
+            notify("done", run, index, len(runs))
+        else:
+            failures.append((run, f"{message} (job {submitted.job_id}, log: "
                                   f"{submitted.paths.stderr})"))
-            continue
-        notify("done", run, index, len(runs))
     if failures:
         run, message = failures[0]
         more = f"; {len(failures) - 1} more failed" if len(failures) > 1 else ""
-        raise SweepCellError(
-            f"{command} {where(run)} failed: {message}{more}; run the same {command} command "
-            "again to continue", run
-        )
+        raise SweepCellError(message + more, run)
 
 
 class _RunJob:
@@ -456,9 +457,12 @@ class _RunJob:
     def __init__(self, command: str, where: Callable[[Any], str]) -> None:
         self.command, self.where = command, where
 
-    def __call__(self, run: Any) -> str:
-        execute_runs([run], command=self.command, where=self.where)
-        return str(run.run_dir)
+    def __call__(self, run: Any) -> str | None:
+        try:
+            execute_runs([run], command=self.command, where=self.where)
+        except SweepCellError as error:  # one line for the submitting process to raise
+            return str(error)
+        return None
 
     def checkpoint(self, run: Any):
         import submitit

@@ -108,7 +108,8 @@ def test_run_writes_the_run_directory(tiny_run, _tiny_runs):
     table = read_table(output)
     assert list(table) == ["aggregate", "component 1", "component 2"]
     metrics = json.loads((tiny_run / "metrics.json").read_text())
-    assert table["aggregate"]["auc"] == f"{metrics['test']['auc']:.4f}"
+    low, high = metrics["test_ci"]["auc"]
+    assert table["aggregate"]["auc"] == f"{metrics['test']['auc']:.4f} [{low:.2f}, {high:.2f}]"
 
 
 def test_test_labels_are_written_beside_the_predictions(tiny_run):

@@ -558,6 +558,23 @@ def test_the_builtin_components_satisfy_the_contracts():
     assert not isinstance(object(), contracts.PairSampler)
 
 
+def test_synergic_data_and_its_file_names_import_no_numpy_pil_or_torch():
+    """The command's start imports synergic.data.names; numpy and PIL wait for load_image."""
+    code = textwrap.dedent("""
+        import sys
+        import synergic.data, synergic.data.names
+        heavy = ("torch", "numpy", "PIL")
+        print(sorted(m for m in heavy if m in sys.modules))
+        from synergic.data import RESAMPLE_NAMES, load_image, resize_image
+        print(load_image.__module__, sorted(m for m in heavy if m in sys.modules))
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.stdout.splitlines() == ["[]", "synergic.data.images ['PIL', 'numpy']"], (
+        result.stderr
+    )
+
+
 def test_importing_the_contracts_does_not_import_torch():
     code = "import sys, synergic.contracts; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

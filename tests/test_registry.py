@@ -191,5 +191,6 @@ def test_a_broken_reference_registered_in_code_says_to_correct_it():
     heads = Registry("synergic head")
     heads.register("typo", "synergic.models.synergic_head:MLPSynergicHeed")
     with pytest.raises(registry.BrokenReferenceError,
-                       match=r"\(registered by user\) .*MLPSynergicHeed'\): correct the reference$"):
+                       match=r"\(registered by user\) .*MLPSynergicHeed'\): "
+                             r"correct the reference$"):
         heads.get("typo")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pkgutil
 from importlib import metadata
 
 import pytest
@@ -69,4 +70,7 @@ def test_the_hook_registers_exactly_the_three_factories():
         register=lambda name, factory, description="": registered.setdefault(name, factory)
     )
     assert sorted(registered) == NAMES
-    assert registered["efficientnet_lite2"] is synergic_efficientnet_lite.efficientnet_lite2
+    # By reference ("module:attribute"): synergic imports the module at the first use.
+    assert pkgutil.resolve_name(registered["efficientnet_lite2"]) is (
+        synergic_efficientnet_lite.efficientnet_lite2
+    )

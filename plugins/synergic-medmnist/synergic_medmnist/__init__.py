@@ -23,11 +23,10 @@ __all__ = ["MedMNIST", "medmnist_dataset", "register_datasets", "__version__"]
 
 @hookimpl
 def register_datasets(register):
-    from synergic_medmnist.dataset import medmnist_dataset
-
+    # By reference: synergic imports the data set's module (torch, numpy) at its first use.
     register(
         "medmnist",
-        medmnist_dataset,
+        "synergic_medmnist.dataset:medmnist_dataset",
         description="MedMNIST v2/v3 and MedMNIST+ 2-D sets from their .npz files "
         "(options: flag, size, download)",
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pkgutil
 from importlib import metadata
 
 import pytest
@@ -19,7 +20,8 @@ def test_the_hook_registers_the_factory_with_a_description():
     synergic_medmnist.register_datasets(register=register)
     assert len(registered) == 1
     name, factory, description = registered[0]
-    assert name == "medmnist" and factory is medmnist_dataset
+    # By reference ("module:attribute"): synergic imports the module at the first use.
+    assert name == "medmnist" and pkgutil.resolve_name(factory) is medmnist_dataset
     assert "MedMNIST" in description
 
 

