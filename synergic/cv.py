@@ -13,11 +13,12 @@ and reports the mean over folds with its spread::
       oof_predictions.csv   image,fold,repeat,<class probabilities>: every training image's
                             probabilities from the one run of each repeat that did not train on it
 
-How a fold becomes a run: the fold is written into the run's recipe as ``data.cross_validation``
-(:class:`~synergic.recipe.schema.CrossValidationConfig`), and :func:`synergic.experiment.open_datasets`
-then makes the held-out fold the run's test set and the other folds its training set; the recipe's
-``data.validation_fraction`` carves the validation split inside those, as for any run, and a
-validation split of the data set's own stays the validation split of every fold. The data set's
+How a fold becomes a run: the fold is written into the run's recipe as
+``data.cross_validation`` (:class:`~synergic.recipe.schema.CrossValidationConfig`), and
+:func:`synergic.experiment.open_datasets` then makes the held-out fold the run's test set and
+the other folds its training set; the recipe's ``data.validation_fraction`` carves the validation
+split inside those, as for any run, and a validation split of the data set's own stays the
+validation split of every fold. The data set's
 test split is not used: it stays untouched for the final model. So each fold's ``recipe.yaml``
 says which fold it is, its identity covers it, and its data fingerprint covers the split.
 
@@ -25,12 +26,14 @@ Folds are scikit-learn's: :class:`~sklearn.model_selection.StratifiedKFold` (eve
 class proportions), or :class:`~sklearn.model_selection.StratifiedGroupKFold` when the data set
 gives a group per image (:data:`synergic.data.datasets.base.GROUPS_ATTRIBUTE`: a lesion or patient
 id; images of one group never straddle training and test). Repeat ``r`` is the ``r``-th shuffle of
-one ``numpy.random.RandomState(seed)`` stream, as :class:`~sklearn.model_selection.RepeatedStratifiedKFold`
-draws it, ``seed`` being the recipe's seed.
+one ``numpy.random.RandomState(seed)`` stream, as
+:class:`~sklearn.model_selection.RepeatedStratifiedKFold` draws it, ``seed`` being the recipe's
+seed.
 
 Running the same command again continues where it stopped, as a sweep does
 (:func:`synergic.sweep.execute_runs`): finished folds are kept, interrupted ones resumed; each
-fold run keeps only its reported model's checkpoint (:data:`synergic.rundir.KEEP_CHECKPOINTS_MANY_RUNS`).
+fold run keeps only its reported model's checkpoint
+(:data:`synergic.rundir.KEEP_CHECKPOINTS_MANY_RUNS`).
 """
 
 from __future__ import annotations

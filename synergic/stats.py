@@ -167,10 +167,11 @@ def metric_intervals(
     names = list(compute_metrics(models[0], labels, positive_class=positive_class))
 
     def scores(indices: np.ndarray) -> np.ndarray:
-        return np.array([
-            compute_metrics(p[indices], labels[indices], positive_class=positive_class)[name]
-            for p in models for name in names
-        ])
+        values = []
+        for p in models:  # one compute_metrics call per model and resample: it is the cost
+            metrics = compute_metrics(p[indices], labels[indices], positive_class=positive_class)
+            values.extend(metrics[name] for name in names)
+        return np.array(values)
 
     low, high = stratified_bootstrap(
         scores, labels, n_bootstrap=n_bootstrap, level=level, seed=seed

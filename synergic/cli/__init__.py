@@ -81,8 +81,25 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:
     return f"warning: {message}\n"
 
 
+def quiet_openmp_threads() -> None:
+    """Let idle OpenMP threads sleep instead of spinning (``OMP_WAIT_POLICY=PASSIVE``), unless
+    the user set a policy.
+
+    torch's CPU kernels run on OpenMP threads, which by default spin while they wait for work. On a
+    machine whose cores are shared, spinning threads take the cores other threads need: the
+    demo's training took 1.8x the wall time and 2.2x the CPU time with spinning threads on a
+    loaded 2-core machine (docs/benchmarks.md, "CPU threads"). Must run before torch is imported:
+    OpenMP reads the variable once, when it starts.
+    """
+    import os
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def main(argv=None) -> None:
     import warnings
+
+    quiet_openmp_threads()
 
     from synergic.data.names import printable_streams
 
