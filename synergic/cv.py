@@ -41,7 +41,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +52,7 @@ import torch.utils.data
 
 from synergic.errors import SynergicError, did_you_mean
 from synergic.recipe import Recipe
+from synergic.stats import CI_LEVEL, mean_std_interval, t_interval
 
 __all__ = [
     "CONFIDENCE",
@@ -68,7 +68,7 @@ __all__ = [
     "write_oof_predictions",
 ]
 
-CONFIDENCE = 0.95
+CONFIDENCE = CI_LEVEL
 """The coverage of the interval over folds in ``summary.json``."""
 
 SUMMARY_FILE = "summary.json"
@@ -377,38 +377,6 @@ def run_cv(
 # --------------------------------------------------------------------------------------- summary
 
 
-def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> list[float] | None:
-    """``[lo, hi]``: Student's t interval for the mean of ``values``, ``mean ± t(1 - (1 -
-    confidence) / 2, n - 1) · s / √n`` with the sample standard deviation ``s``
-    (``scipy.stats.t``). None for fewer than two values; ``[mean, mean]`` when they are equal.
-
-    Over cross-validation folds it is optimistic: folds share training images, so their results
-    are not independent (Bengio & Grandvalet, JMLR 2004) and the true spread is wider.
-    """
-    from scipy import stats
-
-    kept = np.asarray([float(v) for v in values], dtype=np.float64)
-    if kept.size < 2:
-        return None
-    mean = float(kept.mean())
-    scale = float(kept.std(ddof=1)) / math.sqrt(kept.size)
-    if scale == 0.0:
-        return [mean, mean]
-    low, high = stats.t.interval(confidence, kept.size - 1, loc=mean, scale=scale)
-    return [float(low), float(high)]
-
-
-def _statistics(values: Sequence[float | None]) -> dict[str, Any]:
-    from synergic.sweep import mean_std
-
-    stat = mean_std(values)
-    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    interval = t_interval(finite)
-    # Every metric synergic reports lies in [0, 1]; a t-interval does not know that.
-    stat["ci"] = [max(0.0, interval[0]), min(1.0, interval[1])] if interval else None
-    return stat
-
-
 def _is_number(value: Any) -> bool:
     return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
@@ -433,8 +401,9 @@ def summarize_cv(plan: CrossValidationPlan, *, description: Mapping[str, Any] | 
 
     Per test (and validation) metric, over the ``folds x repeats`` runs: ``mean``, ``std`` (the
     sample standard deviation), ``n``, ``values`` (run order; null where undefined) and ``ci``,
-    the 95 % t-interval of :func:`t_interval` over the finite values, clipped to [0, 1] (null for
-    fewer than two; optimistic over folds, see there).
+    the 95 % t-interval of :func:`synergic.stats.t_interval` over the finite values, clipped to
+    [0, 1] (null for fewer than two; optimistic over folds, see there):
+    :func:`synergic.stats.mean_std_interval`.
     """
     records = [(run, _read_metrics(run)) for run in plan.runs]
     tests = [metrics.get("test", {}) for _, metrics in records]
@@ -459,7 +428,7 @@ def summarize_cv(plan: CrossValidationPlan, *, description: Mapping[str, Any] | 
              "test_images": sum((metrics.get("data") or {}).get("test", {}).values()) or None}
             for run, metrics in records
         ],
-        "test": {name: _statistics([test.get(name) for test in tests]) for name in names},
+        "test": {name: mean_std_interval([test.get(name) for test in tests]) for name in names},
         "validation": None,
         "oof_predictions": OOF_FILE,
     }
@@ -468,7 +437,7 @@ def summarize_cv(plan: CrossValidationPlan, *, description: Mapping[str, Any] | 
             k for v in validations for k, value in v.items() if k != "step" and _is_number(value)
         ))
         summary["validation"] = {
-            name: _statistics([v.get(name) for v in validations]) for name in names
+            name: mean_std_interval([v.get(name) for v in validations]) for name in names
         }
     return summary
 
@@ -516,7 +485,9 @@ def write_oof_predictions(plan: CrossValidationPlan) -> Path:
             seen[run.repeat, image] = run.fold
             rows.append([image, str(run.fold), str(run.repeat), *record[1:]])
     text = io.StringIO(newline="")
-    writer = csv.writer(text, lineterminator="\n")
+    from synergic.data.names import CsvWriter
+
+    writer = CsvWriter(text)
     writer.writerow(header or ["image", "fold", "repeat"])
     writer.writerows(rows)
     path = plan.output / OOF_FILE
@@ -526,6 +497,6 @@ def write_oof_predictions(plan: CrossValidationPlan) -> Path:
 
 def _write_json(path: Path, value: Mapping[str, Any]) -> None:
     from synergic.rundir import json_safe, write_text_atomically
-    from synergic.sweep import _printable
+    from synergic.sweep.summary import printable_tree
 
-    write_text_atomically(path, json.dumps(json_safe(_printable(dict(value))), indent=2) + "\n")
+    write_text_atomically(path, json.dumps(json_safe(printable_tree(dict(value))), indent=2) + "\n")

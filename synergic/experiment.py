@@ -19,10 +19,8 @@ run directory is touched; ``metrics.json`` and ``predictions.csv`` appear only a
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -404,14 +402,13 @@ def write_results(run_dir: Path, classes: list[str], test_ids: list[str], evalua
     break are quoted), in UTF-8, with image ids and class names as
     :func:`synergic.data.names.printable_name` gives them, so any file name can be written.
     """
-    import csv
     import io
 
-    from synergic.data.names import printable_name
+    from synergic.data.names import CsvWriter, printable_name
 
     def csv_text(rows) -> str:
         text = io.StringIO()
-        csv.writer(text, lineterminator="\n").writerows(rows)
+        CsvWriter(text).writerows(rows)
         return text.getvalue()
 
     names = [printable_name(c) for c in classes]
@@ -809,9 +806,13 @@ def evaluate_selected(trainer, recipe: Recipe, data: PreparedData, run_dir: Path
     which: ``selected`` (checkpoint, step, metric, value), ``validation`` (at that step) and, when
     the selected model is not the last one, ``test_last``/``test_last_components``.
 
-    With ``train.select: best`` but no finite validation AP ever (a validation split of one
-    class), the last weights are reported with a warning.
+    Candidates for ``best``: the checkpoints of the ``train.eval_every`` validations (best.pt
+    keeps the best of them) and, when the last step is off that cadence, the last weights with
+    their own final validation. The earlier step wins a tie. With ``train.select: best`` but no
+    defined validation AP ever (a validation split of one class), the last weights are reported
+    with a warning.
     """
+    import math
     import warnings
 
     from synergic.training import distributed
@@ -824,17 +825,33 @@ def evaluate_selected(trainer, recipe: Recipe, data: PreparedData, run_dir: Path
     want = selected_checkpoint(recipe, data.validation is not None)
     if want == "best" and data.validation is None:  # run() refuses this before training
         raise SynergicError("train.select is 'best' but the run has no validation split")
-    if want == "best" and state.best_step is None:
-        warnings.warn(
-            "train.select is 'best' but validation AP was never finite (a validation split "
-            "holding one class?): reporting the last weights",
-            stacklevel=2,
-        )
-        want = "last"
+    metric = trainer.selection_metric
+    final = history.get(state.step)
+    final_value = final.get(metric) if final else None
+    if want == "best":
+        setting = "auto" if recipe.train.select == "auto" else "best"
+        if final_value is not None and math.isfinite(final_value) and not trainer.on_cadence(
+            state.step
+        ) and (state.best_metric is None or final_value > state.best_metric):
+            # The last step, validated off the eval_every cadence, beats every checkpoint of
+            # best.pt: the selected model is the last weights (last.pt).
+            extra["selected"] = {"checkpoint": "last", "step": state.step, "metric": metric,
+                                 "value": final_value}
+            extra["validation"] = final
+            extra["best_validation_step"] = state.step
+            return last, extra
+        if state.best_step is None:
+            warnings.warn(
+                f"train.select is '{setting}' (the best validation {metric}) but validation "
+                f"{metric} was never defined (a validation split holding one class?): reporting "
+                "the last weights",
+                stacklevel=2,
+            )
+            want = "last"
     if want == "last":
         extra["selected"] = {"checkpoint": "last", "step": state.step}
-        if state.step in history:
-            extra["validation"] = history[state.step]
+        if final is not None:
+            extra["validation"] = final
         if state.best_step is not None:
             extra["best_validation_step"] = state.best_step
         return last, extra

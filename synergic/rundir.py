@@ -54,7 +54,6 @@ RESULT_NEUTRAL_KEYS: tuple[str, ...] = (
     "train.checkpoint_every",
     "train.keep_checkpoints",
     "train.log_every",
-    "train.eval_every",
     "train.n_bootstrap",
 )
 """Recipe keys that change where files live or how fast and how often things happen, never what a
@@ -417,7 +416,9 @@ def write_splits(
 ) -> None:
     """``splits.csv``: ``image,split,label`` for every image of every split, in split order."""
     buffer = io.StringIO(newline="")
-    writer = csv.writer(buffer, lineterminator="\n")
+    from synergic.data.names import CsvWriter
+
+    writer = CsvWriter(buffer)
     writer.writerow(["image", "split", "label"])
     for split, (ids, labels) in splits.items():
         for image_id, label in zip(ids, labels):

@@ -74,8 +74,7 @@ def open_run(
         not_kept = checkpoint_not_kept(run_dir, checkpoint)
         if not_kept:
             raise SynergicError(not_kept)
-        hint = " (best.pt exists only for runs with a validation split)" if checkpoint == "best" else ""
-        raise SynergicError(f"{path} not found{hint}")
+        raise SynergicError(f"{path} not found{_missing_checkpoint_hint(run_dir, checkpoint)}")
     state = load_checkpoint(path)
     metadata = state.get("metadata") or {}
     classes = list(metadata.get("classes") or [])
@@ -143,7 +142,17 @@ def evaluate_run(
 
     run = open_run(run_dir, checkpoint, overrides=overrides)
     recipe = run.recipe
-    data = prepare_data(recipe, progress=True, preprocessing=run.preprocessing)
+    try:
+        data = prepare_data(recipe, progress=True, preprocessing=run.preprocessing)
+    except SynergicError as error:
+        if recipe.data.root is None or Path(recipe.data.root).exists():
+            raise
+        # The run's data are not where they were: the data set's own hint (often "download
+        # it") misses that the user may simply have moved them.
+        raise SynergicError(
+            f"{error}; if the run's data moved, say where they are now: synergic eval "
+            f"{run_dir} --set data.root=NEW_PLACE"
+        ) from None
     chosen = {"test": data.test, "val": data.validation, "train": data.train}[split]
     if chosen is None:
         raise SynergicError(f"the run's data set has no {split} split")
@@ -204,3 +213,23 @@ def predict_images(
     )
     probabilities = registry.aggregators.get(recipe.model.aggregator)(logits)
     return run.classes, [(str(f), row) for f, row in zip(files, probabilities.tolist())]
+
+
+def _missing_checkpoint_hint(run_dir: Path, checkpoint: str) -> str:
+    """Why ``checkpoint``.pt is not there, as far as the run directory tells."""
+    if checkpoint != "best":
+        return ": the run stopped before its first checkpoint, or the file was removed"
+    from synergic.rundir import read_splits
+
+    try:
+        has_validation = any(split == "val" for _, split, _ in read_splits(run_dir))
+    except (OSError, IndexError):
+        has_validation = None
+    if has_validation is False:
+        return (": best.pt is written only for runs with a validation split, and this run has "
+                "none; use --checkpoint last")
+    if has_validation:
+        return (": no validation on the train.eval_every cadence had a defined AP (a validation "
+                "split holding one class, or eval_every 0), so the run reports its last weights; "
+                "use --checkpoint last")
+    return ": use --checkpoint last"

@@ -10,6 +10,10 @@ model's outputs, not only synergic's:
   images, its paired-bootstrap interval and, for AUC of two classes, the DeLong test
   (:func:`delong_test`); ``synergic compare RUN_A RUN_B`` prints it for two runs.
 
+Over several runs (the seeds of a sweep cell, the folds of a cross-validation) the statistics are of
+the runs' values instead: :func:`mean_std` (mean and sample standard deviation) and
+:func:`t_interval` (Student's t interval of the mean), both in :func:`mean_std_interval`.
+
 The bootstrap resamples the test images **within each class** (a stratified bootstrap, as pROC's
 ``ci.auc(..., boot.stratified=TRUE)`` and ISIC-style papers do): every resample keeps the test
 set's class counts, so AUC and AP are defined in every resample where they are defined on the test
@@ -24,8 +28,9 @@ ensemble on my data?") explain how to read them.
 from __future__ import annotations
 
 import math
+import statistics
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,9 +46,13 @@ __all__ = [
     "DeLongResult",
     "delong_placements",
     "delong_test",
+    "format_stat",
+    "mean_std",
+    "mean_std_interval",
     "metric_intervals",
     "paired_comparison",
     "stratified_bootstrap",
+    "t_interval",
 ]
 
 #: The confidence level of every interval synergic reports.
@@ -430,3 +439,63 @@ def paired_comparison(
         "level": float(level),
         "seed": int(seed),
     }
+
+
+# -- over runs: seeds of a sweep cell, folds of a cross-validation ------------------------------
+
+
+def mean_std(values: Sequence[float | None]) -> dict[str, Any]:
+    """``{"mean", "std", "n", "values"}`` over the finite values (NaN is stored as null in
+    metrics.json). ``std`` is the sample standard deviation (n - 1), null for fewer than two."""
+    kept = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    return {
+        "mean": statistics.fmean(kept) if kept else None,
+        "std": statistics.stdev(kept) if len(kept) > 1 else None,
+        "n": len(kept),
+        "values": [None if v is None else float(v) for v in values],
+    }
+
+
+def t_interval(values: Sequence[float], confidence: float = CI_LEVEL) -> list[float] | None:
+    """``[lo, hi]``: Student's t interval for the mean of ``values``, ``mean ± t(1 - (1 -
+    confidence) / 2, n - 1) · s / √n`` with the sample standard deviation ``s``
+    (``scipy.stats.t``). None for fewer than two values; ``[mean, mean]`` when they are equal.
+
+    Over cross-validation folds it is optimistic: folds share training images, so their results
+    are not independent (Bengio & Grandvalet, JMLR 2004) and the true spread is wider.
+    """
+    from scipy import stats
+
+    kept = np.asarray([float(v) for v in values], dtype=np.float64)
+    if kept.size < 2:
+        return None
+    mean = float(kept.mean())
+    scale = float(kept.std(ddof=1)) / math.sqrt(kept.size)
+    if scale == 0.0:
+        return [mean, mean]
+    low, high = stats.t.interval(confidence, kept.size - 1, loc=mean, scale=scale)
+    return [float(low), float(high)]
+
+
+def mean_std_interval(
+    values: Sequence[float | None], confidence: float = CI_LEVEL
+) -> dict[str, Any]:
+    """:func:`mean_std` plus ``ci``: the :func:`t_interval` of the finite values, clipped to
+    ``[0, 1]`` (every metric synergic reports lies there; a t-interval does not know that);
+    null for fewer than two finite values."""
+    stat = mean_std(values)
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    interval = t_interval(finite, confidence)
+    stat["ci"] = [max(0.0, interval[0]), min(1.0, interval[1])] if interval else None
+    return stat
+
+
+def format_stat(stat: Mapping[str, Any] | None, digits: int = 4) -> str:
+    """``0.6536 ± 0.0123`` (or just the mean for one value, ``n/a`` for none), from a
+    :func:`mean_std` dict."""
+    if not stat or stat.get("mean") is None:
+        return "n/a"
+    text = f"{stat['mean']:.{digits}f}"
+    if stat.get("std") is not None:
+        text += f" ± {stat['std']:.{digits}f}"
+    return text

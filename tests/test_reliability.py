@@ -312,6 +312,8 @@ def test_checkpoints_record_the_version_and_the_recipe(finished_run):
         (["train.batch_size=6"], "train.batch_size (4 -> 6)"),
         (["train.lr_schedule.gamma=0.5"], "train.lr_schedule.gamma (0.0001 -> 0.5)"),
         (["train.select=last"], 'train.select ("auto" -> "last")'),
+        # Which steps are validated decides which checkpoints best.pt can hold.
+        (["train.eval_every=2"], "train.eval_every (3 -> 2)"),
     ],
 )
 @pytest.mark.parametrize("command", ["run --resume", "resume"])
@@ -334,7 +336,7 @@ def test_resume_with_a_result_affecting_change_is_refused_naming_the_keys(
 
 
 @pytest.mark.parametrize(
-    "override", ["train.device=cpu", "train.eval_every=2", "train.log_every=2",
+    "override", ["train.device=cpu", "train.log_every=2",
                  "train.checkpoint_every=3", "train.num_workers=0", "train.eval_batch_size=4",
                  "name=renamed", "data.cache=true"],
 )

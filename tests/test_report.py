@@ -72,7 +72,9 @@ def runs(tiny_recipe, tmp_path):
 
 
 def table_row(text, label):
-    rows = [line for line in text.splitlines() if line.startswith(f"| {label} |")]
+    """The cells of the Table 1 row ``label`` (the table before the report's first section)."""
+    table = text.split("\n## ")[0]
+    rows = [line for line in table.splitlines() if line.startswith(f"| {label} |")]
     assert len(rows) == 1, (label, rows)
     return [cell.strip() for cell in rows[0].strip("|").split("|")]
 
@@ -230,7 +232,8 @@ def test_the_report_goes_beside_what_it_reports_on(runs, tmp_path, monkeypatch):
     assert list(elsewhere.iterdir()) == []  # nothing in the working directory
     # --output still wins
     report(folder / "single", "--output", elsewhere / "mine.md")
-    assert sorted(p.name for p in elsewhere.iterdir()) == ["mine.md", "mine_roc.png"]
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["mine.md", "mine_calibration.png",
+                                                           "mine_roc.png"]
 
     # relative paths give a relative report path
     monkeypatch.chdir(folder)
@@ -345,8 +348,179 @@ def test_multi_class_runs_get_one_vs_rest_roc_panels(tiny_recipe, tmp_path):
     make_run(tmp_path / "runs" / "c", 2, every_class, tamper=True)
     report = write_report([tmp_path / "runs" / name for name in "abc"], paper=False)
     assert report.path == tmp_path / "runs" / "report.md"
-    assert len(report.notes) == 1 and "AUC" in report.notes[0] and "recorded" in report.notes[0]
-    assert str(tmp_path / "runs" / "c") in report.notes[0]
+    # a (lambda 0) and b, c (lambda > 0) are an ensemble and SDL rows, but on other test labels
+    paired = [note for note in report.notes if note.startswith("SDL vs ensemble: ")]
+    assert len(paired) == 2 and all("their test sets differ" in note for note in paired)
+    roc = [note for note in report.notes if note.startswith("ROC: ")]
+    assert len(roc) == 1 and "AUC" in roc[0] and "recorded" in roc[0]
+    assert str(tmp_path / "runs" / "c") in roc[0]
     with Image.open(report.figures["roc"]) as image:
         width, height = image.size
     assert width > 2 * height  # three one-vs-rest panels side by side
+
+
+# -- the evidence: intervals, SDL vs ensemble, calibration, cross-validation -------------------
+
+
+def make_scored_run(run_dir, tiny_recipe, overrides, labels, positive, *, seed=0,
+                    n_bootstrap=0, validation=None):
+    """A finished two-class run with the given test scores (ids ``img<k>``), its metrics.json
+    written as experiment.run writes it: test metrics, ``test_ci`` (with ``n_bootstrap``), and
+    the threshold and calibration entries (thresholds chosen on ``validation``: labels, scores)."""
+    from synergic.metrics import threshold_and_calibration
+    from synergic.rundir import json_safe
+    from synergic.stats import metric_intervals
+
+    recipe = load_recipe(tiny_recipe, [*overrides, f"seed={seed}"])
+    run_dir.mkdir(parents=True)
+    save_recipe(recipe, run_dir / "recipe.yaml")
+    probabilities = np.stack([1.0 - positive, positive], axis=1)
+    metrics = {"test": compute_metrics(probabilities, labels), "test_components": [],
+               "classes": CLASSES, "iterations": 2}
+    if n_bootstrap:
+        metrics.update(metric_intervals(probabilities, labels, n_bootstrap=n_bootstrap,
+                                        seed=seed))
+    kwargs = {}
+    if validation is not None:
+        validation_labels, validation_scores = validation
+        kwargs = {"validation_labels": validation_labels, "validation_probabilities":
+                  np.stack([1.0 - validation_scores, validation_scores], axis=1)}
+    metrics.update(threshold_and_calibration(probabilities, labels, **kwargs))
+    (run_dir / "metrics.json").write_text(json.dumps(json_safe(metrics)))
+    ids = [f"img{k}" for k in range(labels.size)]
+    (run_dir / "predictions.csv").write_text("image,benign,malignant\n" + "".join(
+        f"{i},{p[0]!r},{p[1]!r}\n" for i, p in zip(ids, probabilities.tolist())))
+    (run_dir / "test_labels.csv").write_text("image,label\n" + "".join(
+        f"{i},{CLASSES[y]}\n" for i, y in zip(ids, labels)))
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+LABELS = np.array([0] * 40 + [1] * 20)
+
+
+def scores(seed, separation):
+    rng = np.random.default_rng(seed)
+    return np.clip(separation * LABELS + rng.uniform(0.0, 1.0 - separation, LABELS.size), 0, 1)
+
+
+def test_a_row_of_one_run_shows_its_bootstrap_interval(tiny_recipe, tmp_path):
+    one = make_scored_run(tmp_path / "one", tiny_recipe, [], LABELS, scores(0, 0.3),
+                          n_bootstrap=50)
+    for seed in (0, 1):  # a row of two seeds: mean ± std, no interval
+        make_scored_run(tmp_path / "two" / f"seed{seed}", tiny_recipe,
+                        ["train.synergic_weight=1"], LABELS, scores(seed + 5, 0.3),
+                        n_bootstrap=50, seed=seed)
+    report = write_report([tmp_path / "one", tmp_path / "two"], tmp_path / "r.md", paper=False)
+    text = report.path.read_text()
+    assert "A row of one run shows its 95 % bootstrap interval" in text
+    header = table_row(text, "run")
+    row = dict(zip(header, table_row(text, "tiny (train.synergic_weight=3)")))
+    for column, key in [("AP", "ap"), ("AP (trapezoid)", "ap_trapezoid"),
+                        ("accuracy", "accuracy"), ("AUC", "auc")]:
+        low, high = one["test_ci"][key]
+        assert low <= one["test"][key] <= high and low < high
+        assert row[column] == f"{one['test'][key]:.4f} [{low:.4f}, {high:.4f}]"
+    two = dict(zip(header, table_row(text, "tiny (train.synergic_weight=1)")))
+    assert " ± " in two["AUC"] and "[" not in two["AUC"]
+
+
+def test_sdl_vs_ensemble_is_synergic_compare_of_each_seed(tiny_recipe, tmp_path):
+    from synergic.report.evidence import sdl_ensemble_pairs
+
+    folder = tmp_path / "runs"
+    for seed in (0, 1):
+        make_scored_run(folder / "ensemble" / f"seed{seed}", tiny_recipe,
+                        ["train.synergic_weight=0"], LABELS, scores(seed, 0.25), seed=seed)
+        make_scored_run(folder / "sdl" / f"seed{seed}", tiny_recipe,
+                        ["train.synergic_weight=3"], LABELS, scores(seed + 10, 0.4), seed=seed)
+    # SDL^3 has no ensemble of three beside it; a different learning rate is another experiment
+    make_scored_run(folder / "sdl3" / "seed0", tiny_recipe,
+                    ["model.components=3", "train.synergic_weight=3"], LABELS, scores(20, 0.4))
+    make_scored_run(folder / "lr" / "seed0", tiny_recipe,
+                    ["train.synergic_weight=3", "train.optimizer.lr=0.5"], LABELS, scores(21, 0.4))
+    output = tmp_path / "report.md"
+    result = CliRunner().invoke(cli, ["report", str(folder), "-o", str(output), "--json",
+                                      "--n-bootstrap", "200"])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.output)
+    runs, _, _ = find_runs([folder])
+    pairs = sdl_ensemble_pairs(group_runs(runs))
+    assert [(a.runs[0].run_dir.parent.name, b.runs[0].run_dir.parent.name)
+            for a, b in pairs] == [("ensemble", "sdl")]
+    assert [(c["seed_a"], c["seed_b"]) for c in shown["comparisons"]] == [(0, 0), (1, 1)]
+    text = output.read_text()
+    for seed, comparison in enumerate(shown["comparisons"]):
+        ensemble, sdl = folder / "ensemble" / f"seed{seed}", folder / "sdl" / f"seed{seed}"
+        compared = CliRunner().invoke(cli, ["compare", str(ensemble), str(sdl), "--json",
+                                            "--n-bootstrap", "200"])
+        expected = json.loads(compared.output)
+        for key in ("a", "b", "difference", "ci", "p_value"):
+            assert comparison[key] == expected[key], key
+        assert 0.0 < expected["p_value"] < 1.0 and expected["ci"][0] < expected["ci"][1]
+        line = (f"| {expected['a']:.4f} | {expected['b']:.4f} | {expected['difference']:+.4f} "
+                f"[{expected['ci'][0]:+.4f}, {expected['ci'][1]:+.4f}] | "
+                f"{expected['p_value']:.4g} |")
+        assert sum(line in row for row in text.splitlines()) == 1, line
+    assert "## SDL vs ensemble (paired, on the same test images)" in text
+    assert "200 resamples" in text
+
+
+def test_calibration_entries_and_figure(tiny_recipe, tmp_path):
+    validation = (LABELS, scores(99, 0.3))
+    written = [
+        make_scored_run(tmp_path / "runs" / "a" / f"seed{seed}", tiny_recipe, [], LABELS,
+                        scores(seed, 0.3), seed=seed, validation=validation)
+        for seed in (0, 1)
+    ]
+    report = write_report([tmp_path / "runs"], paper=False)
+    text = report.path.read_text()
+    assert "## Thresholds and calibration" in text
+    with Image.open(report.figures["calibration"]) as image:
+        assert image.format == "PNG"
+    assert "![Reliability diagram](report_calibration.png)" in text
+    section = text.split("## Thresholds and calibration")[1]
+    header = [c.strip() for c in next(line for line in section.splitlines()
+                                      if line.startswith("| run |")).strip("|").split("|")]
+    # no prior correction recorded: no such columns
+    assert header == ["run", "Brier", "ECE", "threshold (Youden, validation)",
+                      "sensitivity at it", "specificity at it",
+                      "specificity at 89 % sensitivity"]
+    row = [c.strip() for c in next(line for line in section.splitlines()
+                                   if line.startswith("| tiny |")).strip("|").split("|")]
+    values = dict(zip(header, row))
+    assert values["Brier"] == format_stat(mean_std([m["calibration"]["brier"] for m in written]))
+    assert values["ECE"] == format_stat(mean_std([m["calibration"]["ece"] for m in written]))
+    youden = [m["threshold"]["youden"] for m in written]
+    assert youden[0] == youden[1]  # chosen on the same validation scores
+    assert values["threshold (Youden, validation)"] == format_stat(mean_std(youden))
+    at_it = [m["threshold"]["test_at_youden"]["specificity"] for m in written]
+    assert values["specificity at it"] == format_stat(mean_std(at_it))
+
+
+def test_a_cross_validation_is_summarised_from_its_summary(tiny_recipe, tmp_path):
+    from synergic.cv import _write_json, plan_cv, summarize_cv
+    from synergic.stats import t_interval
+
+    cv_dir = tmp_path / "cv"
+    plan = plan_cv(tiny_recipe, folds=3, output=cv_dir)
+    aucs = [0.61, 0.7, 0.66]
+    for run, auc in zip(plan.runs, aucs):
+        run.run_dir.mkdir(parents=True)
+        save_recipe(run.recipe, run.run_dir / "recipe.yaml")
+        (run.run_dir / "metrics.json").write_text(json.dumps(
+            {"test": {"auc": auc, "ap": auc - 0.2}, "classes": CLASSES}))
+    # before summary.json: the cross-validation has not finished
+    with pytest.raises(SynergicError, match=r"nothing to report: .* without summary.json: it "
+                       "has not finished; run the same synergic cv command again$"):
+        write_report([cv_dir], tmp_path / "unfinished.md")
+    _write_json(cv_dir / "summary.json", summarize_cv(plan, description={"recipe": "tiny"}))
+
+    report = write_report([cv_dir], tmp_path / "r.md")
+    assert not report.groups and len(report.cross_validations) == 1 and not report.notes
+    text = report.path.read_text()
+    assert "### tiny: 3 folds x 1 repeat" in text
+    low, high = t_interval(aucs)
+    auc = next(line for line in text.splitlines() if line.startswith("| AUC |"))
+    assert auc == (f"| AUC | {format_stat(mean_std(aucs))} | [{low:.4f}, {high:.4f}] | 3 |")
+    assert text.index("| AP |") < text.index("| AUC |")  # Table 1's order
+    assert "optimistic" in text

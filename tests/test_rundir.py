@@ -346,3 +346,44 @@ def test_overwrite_keeps_the_old_run_when_the_new_recipe_is_wrong(tmp_path):
     assert (tmp_path / "run" / "metrics.json").read_bytes() == before
     code, output = invoke(["run", recipe, "--output", tmp_path / "run", "--overwrite"])
     assert code == 0, output
+
+
+@pytest.mark.parametrize("first_total", [4, 5])
+def test_extending_a_run_that_ended_off_the_validation_cadence_is_the_uninterrupted_run(
+    tmp_path, first_total
+):
+    """The first run validates its last step (4 or 5), off eval_every=3; the run trained to 9
+    from the start never validates there, so the extended run must not select it either."""
+    recipe = write_recipe(tmp_path / "tiny.yaml")
+    direct, extended = tmp_path / "direct", tmp_path / "extended"
+    code, output = invoke(["run", recipe, "--output", direct, "--set", "train.iterations=9"])
+    assert code == 0, output
+    code, output = invoke(["run", recipe, "--output", extended,
+                           "--set", f"train.iterations={first_total}"])
+    assert code == 0, output
+    first = json.loads((extended / "metrics.json").read_text())
+    assert first["selected"]["step"] in (3, first_total)  # the last step was a candidate then
+    code, output = invoke(["resume", extended, "--set", "train.iterations=9"])
+    assert code == 0, output
+    for name in ("predictions.csv", "test_labels.csv"):
+        assert (extended / name).read_bytes() == (direct / name).read_bytes(), name
+    a, b = (json.loads((d / "metrics.json").read_text()) for d in (direct, extended))
+    for key in ("selected", "validation", "test", "test_components", "best_validation_step"):
+        assert a.get(key) == b.get(key), key
+
+
+def test_a_last_step_off_the_cadence_that_beats_best_pt_is_reported_as_the_last_weights(tmp_path):
+    from synergic.recipe import load_recipe
+    from synergic.serving import evaluate_run
+
+    # eval_every=0: the only validation is the last step's, so the last weights are selected.
+    recipe = write_recipe(tmp_path / "tiny.yaml", **{"train.eval_every": 0})
+    code, output = invoke(["run", recipe, "--output", tmp_path / "run"])
+    assert code == 0, output
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["selected"]["checkpoint"] == "last" and metrics["selected"]["step"] == 6
+    assert metrics["selected"]["value"] == metrics["validation"]["ap"]
+    assert not (tmp_path / "run" / "checkpoints" / "best.pt").exists()
+    assert load_recipe(tmp_path / "run" / "recipe.yaml").train.select == "auto"
+    again = evaluate_run(tmp_path / "run", checkpoint="last")
+    assert again["aggregate"]["auc"] == pytest.approx(metrics["test"]["auc"], abs=1e-12)

@@ -217,3 +217,45 @@ def test_mean_std_and_format():
     assert format_stat(mean_std([0.5])) == "0.5000"
     assert format_stat(mean_std([0.5, 0.7])) == "0.6000 ± 0.1414"
     assert format_stat(mean_std([None])) == "n/a"
+
+
+def test_sweep_runs_as_submitit_jobs_through_the_launcher(tiny_recipe, tmp_path, monkeypatch):
+    """`synergic sweep --launcher slurm` hands each run to a submitit executor: here submitit's
+    local executor stands in for Slurm (the command builds it with synergic.cli.cv.make_executor)."""
+    import importlib
+
+    submitit = pytest.importorskip("submitit")
+    cv_module = importlib.import_module("synergic.cli.cv")  # synergic.cli.cv is the command
+    for name, value in {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                        "SYNERGIC_DISABLE_PLUGINS": "1"}.items():
+        monkeypatch.setenv(name, value)
+    made = []
+
+    def local_executor(launcher, output, options):
+        made.append((launcher, output, tuple(options)))
+        return submitit.LocalExecutor(folder=tmp_path / "submitit")
+
+    monkeypatch.setattr(cv_module, "make_executor", local_executor)
+    output = tmp_path / "sweep"
+    result = CliRunner().invoke(cli, [
+        "sweep", str(tiny_recipe), "--grid", "train.synergic_weight=0,3", "--output", str(output),
+        "--launcher", "slurm", "--launcher-option", "timeout_min=5",
+        *(arg for key in FAST for arg in ("--set", key)),
+    ])
+    assert result.exit_code == 0, result.output
+    assert made == [("slurm", output, ("timeout_min=5",))]
+    assert result.output.count("submitted -> ") == 2 and result.output.count(": done") == 2
+    summary = json.loads((output / "summary.json").read_text())
+    assert [len(cell["runs"]) for cell in summary["cells"]] == [1, 1]
+    assert all(run_state(output / cell["runs"][0]["run_dir"]) == "finished"
+               for cell in summary["cells"])
+    # the same command again keeps both runs
+    again = CliRunner().invoke(cli, [
+        "sweep", str(tiny_recipe), "--grid", "train.synergic_weight=0,3", "--output", str(output),
+        "--launcher", "slurm", *(arg for key in FAST for arg in ("--set", key)),
+    ])
+    assert again.exit_code == 0 and again.output.count("finished earlier, kept") == 2
+
+    local = CliRunner().invoke(cli, ["sweep", str(tiny_recipe), "--output", str(tmp_path / "x"),
+                                     "--launcher-option", "timeout_min=5"])
+    assert local.exit_code == 2 and "--launcher-option needs --launcher slurm" in local.output

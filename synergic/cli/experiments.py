@@ -32,10 +32,17 @@ __all__ = ["sweep", "report"]
                    "to continue a sweep.")
 @click.option("--select-metric", default="ap", show_default=True,
               help="The validation metric that selects the best cell.")
+@click.option("--launcher", type=click.Choice(["local", "slurm"]), default="local",
+              show_default=True,
+              help="local: the runs one after another in this process; slurm: one job per run "
+                   "through submitit (pip install 'synergic[cluster]').")
+@click.option("--launcher-option", "launcher_options", multiple=True, metavar="KEY=VALUE",
+              help="A submitit parameter of the slurm jobs (value read as YAML), e.g. "
+                   "timeout_min=120, gpus_per_node=1, slurm_partition=gpu. Repeatable.")
 @output_options
 def sweep(
     recipe: str, grids, seeds: int, overrides, output: Path | None, select_metric: str,
-    output_mode: OutputMode,
+    launcher: str, launcher_options, output_mode: OutputMode,
 ) -> None:
     """Run RECIPE over a grid of settings and seeds, then summarise (mean and std over seeds,
     the cell selected on validation).
@@ -45,14 +52,19 @@ def sweep(
       synergic sweep demo --grid train.synergic_weight=0,1,2,3,4,5 \\
         --set data.validation_fraction=0.2 --seeds 2 --output runs/lambda
     Each run goes to OUTPUT/<key=value,...>/seed<seed>/; finished runs are kept and
-    interrupted ones resumed when the command is run again. --quiet prints only the path of
-    summary.json; --json prints summary.json's content plus "sweep_dir".
+    interrupted ones resumed when the command is run again. --launcher slurm submits each run
+    that has not finished as a job. --quiet prints only the path of summary.json; --json prints
+    summary.json's content plus "sweep_dir".
     """
+    from synergic.cli.cv import make_executor
     from synergic.recipe import load_recipe
     from synergic.sweep import run_sweep
 
     if output is None:
         output = Path("runs") / f"{load_recipe(recipe, overrides).name}-sweep"
+    if launcher_options and launcher == "local":
+        raise click.UsageError("--launcher-option needs --launcher slurm")
+    executor = make_executor(launcher, output, launcher_options)
     err = console(stderr=True)
     state: dict = {}
 
@@ -64,6 +76,8 @@ def sweep(
         where = f"[{index}/{total}] {run.label}"
         if action == "skip":
             say(f"{where}: finished earlier, kept")
+        elif action == "submit":
+            say(f"{where}: submitted -> {run.run_dir}")
         elif action in ("start", "resume"):
             verb = "resuming" if action == "resume" else "running"
             say(f"{where}: {verb} -> {run.run_dir}")
@@ -73,7 +87,11 @@ def sweep(
             )
             state["started"] = time.perf_counter()
         elif action == "done":
-            state.pop("progress").stop()
+            progress = state.pop("progress", None)
+            if progress is None:  # a job of the launcher
+                say(f"{where}: done")
+                return
+            progress.stop()
             seconds = time.perf_counter() - state["started"]
             say(f"{where}: done ({seconds:.0f} s)")
 
@@ -93,7 +111,7 @@ def sweep(
             recipe, grids, seeds=seeds, overrides=overrides, output=output,
             select_metric=select_metric, on_event=on_event, on_stage=on_stage,
             progress=output_mode.chatty,
-            callbacks=lambda run: [state["progress"]],
+            callbacks=lambda run: [state["progress"]], executor=executor,
         )
     finally:
         if "progress" in state:
@@ -150,18 +168,23 @@ def _print_summary(summary: dict, output: Path) -> None:
               help="Add the paper's reported numbers (Tables 1 and 2) as reference rows, or "
                    "leave them out. Default: only when every run is on the official ISIC 2016 "
                    "split (900 training, 379 test images).")
+@click.option("--n-bootstrap", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Paired bootstrap resamples of the SDL-vs-ensemble comparison (as synergic "
+                   "compare).")
 @output_options
-def report(paths, output: Path | None, metric: str, paper: bool | None,
+def report(paths, output: Path | None, metric: str, paper: bool | None, n_bootstrap: int,
            output_mode: OutputMode) -> None:
-    """Compare runs and sweeps in a Markdown report: a table like the paper's Table 1, ROC curves
-    (Fig. 3), the metric against lambda (Fig. 4) and against SDL^n's training time (Fig. 5).
+    """Compare runs, sweeps and cross-validations in a Markdown report: a table like the paper's
+    Table 1 (with intervals), SDL vs ensemble paired on the same test images, ROC curves
+    (Fig. 3), the metric against lambda (Fig. 4) and against SDL^n's training time (Fig. 5),
+    calibration, and cross-validation summaries.
 
     \b
     Example (writes runs/report.md, its figures beside it):
-      synergic report runs/lambda runs/components
+      synergic report runs/lambda runs/components runs/demo-cv
 
     --quiet prints only the report's path; --json prints {"report", "rows", "figures": {name:
-    path}, "notes"}.
+    path}, "comparisons", "notes"}.
     """
     from rich.markup import escape
 
@@ -170,11 +193,13 @@ def report(paths, output: Path | None, metric: str, paper: bool | None,
     from synergic.sweep import check_metric_name
 
     check_metric_name(metric, option="--metric")
-    result = write_report(list(paths), output, paper=paper, metric=metric)
+    result = write_report(list(paths), output, paper=paper, metric=metric,
+                          n_bootstrap=n_bootstrap)
     if output_mode.json:
         output_mode.emit_json({
             "report": printable_name(result.path), "rows": len(result.groups),
             "figures": {name: printable_name(path) for name, path in result.figures.items()},
+            "comparisons": result.comparisons,
             "notes": [printable_name(note) for note in result.notes],
         })
         return

@@ -160,11 +160,13 @@ def _run(recipe, output: Path, *, resume: bool, overwrite: bool, output_mode: Ou
         out.print(line, markup=False)
         if recipe.train.synergic_weight:
             out.print("the plain ensemble to compare with (no synergic signal, lambda = 0): "
-                      f"synergic run {rerun} --set train.synergic_weight=0", markup=False)
+                      f"synergic run {rerun} --set train.synergic_weight=0 --output ENSEMBLE_DIR, "
+                      f"then: synergic compare ENSEMBLE_DIR {result.run_dir}", markup=False)
         else:
             out.print("this run is the plain ensemble (train.synergic_weight = 0); with the "
-                      "synergic signal: synergic run "
-                      f"{rerun} --set train.synergic_weight=1", markup=False)
+                      "synergic signal (the paper's lambda = 3): synergic run "
+                      f"{rerun} --set train.synergic_weight=3 --output SDL_DIR, then: synergic "
+                      f"compare {result.run_dir} SDL_DIR", markup=False)
     out.print(f"run directory: {result.run_dir}  ({time.perf_counter() - started:.0f} s)",
               markup=False)
 
@@ -220,7 +222,6 @@ def predict(run_dir: Path, images, output: Path | None, checkpoint: str, overrid
     "probabilities": {class: p}, "prediction"}]} instead (also with --output, which still
     writes the CSV).
     """
-    import csv
     import io
 
     from synergic.data.names import printable_name
@@ -230,7 +231,9 @@ def predict(run_dir: Path, images, output: Path | None, checkpoint: str, overrid
     checkpoint = resolve_checkpoint(run_dir, checkpoint)
     classes, rows = predict_images(run_dir, list(images), checkpoint=checkpoint, overrides=overrides)
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    from synergic.data.names import CsvWriter
+
+    writer = CsvWriter(buffer)
     writer.writerow(["image", *classes, "prediction"])
     records = []
     for path, probabilities in rows:

@@ -29,7 +29,7 @@ import codecs
 import os
 import re
 
-__all__ = ["printable_name", "name_bytes", "printable_streams", "ERROR_HANDLER"]
+__all__ = ["printable_name", "name_bytes", "printable_streams", "ERROR_HANDLER", "CsvWriter"]
 
 ERROR_HANDLER = "synergic.printable"
 """The name of the codec error handler that :func:`printable_streams` installs."""
@@ -105,3 +105,35 @@ def printable_streams(*streams) -> None:
                 reconfigure(errors=ERROR_HANDLER)
             except (ValueError, OSError):  # a closed or detached stream
                 pass
+
+
+class CsvWriter:
+    """``csv.writer`` for synergic's output files: UTF-8 text, ``\\n`` line ends, fields quoted
+    only where needed, and every name a filesystem can hold round-tripping through ``csv.reader``.
+
+    Python before 3.13 quotes a field that holds ``\\n`` but not one that holds a lone ``\\r``
+    when the line end is ``\\n``; a reader then splits the row there. A row with a ``\\r`` in
+    any field is therefore written with every field quoted.
+
+    >>> import io; text = io.StringIO()
+    >>> CsvWriter(text).writerow(["a\\rb.png", 0.5])
+    >>> text.getvalue()
+    '"a\\rb.png","0.5"\\n'
+    """
+
+    def __init__(self, stream) -> None:
+        import csv
+
+        self._minimal = csv.writer(stream, lineterminator="\n")
+        self._quoted = csv.writer(stream, lineterminator="\n", quoting=csv.QUOTE_ALL)
+
+    def writerow(self, row) -> None:
+        row = list(row)
+        if any(isinstance(field, str) and "\r" in field for field in row):
+            self._quoted.writerow(row)
+        else:
+            self._minimal.writerow(row)
+
+    def writerows(self, rows) -> None:
+        for row in rows:
+            self.writerow(row)

@@ -252,9 +252,13 @@ def _read_weights_file(path: Path):
                 "(it could run code): load it where it was made and re-save the state dict alone "
                 "with torch.save(model.state_dict(), PATH)"
             ) from None
+        detail = _first_line(error)
+        if "Weights only load failed" in detail:
+            # torch's text goes on to suggest weights_only=False, which would run the file's code.
+            detail = f"{type(error).__name__}: not a pickle that torch.load can read safely"
         raise SynergicError(
             f"weights file {path} could not be read as a torch.save or safetensors file "
-            f"({_first_line(error)}): check model.backbone.weights"
+            f"({detail}): check model.backbone.weights"
         ) from None
 
 

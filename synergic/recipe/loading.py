@@ -45,9 +45,8 @@ __all__ = [
     "NOT_RUN_DEFINING_KEYS",
 ]
 
-#: The parts of a recipe that define what a run computes: a run resumed with any of them changed
-#: would not be the same run. ``train`` is not among them, so ``--set train.iterations=...``
-#: can extend a finished run.
+#: The default keys of :func:`recipe_hash`: the data and the network. A run's identity is wider
+#: (``train`` too, see :func:`synergic.rundir.identity_hash`, which resume, sweeps and reports use).
 RUN_DEFINING_KEYS: tuple[str, ...] = ("seed", "data", "model")
 #: Keys under :data:`RUN_DEFINING_KEYS` that only say where files live or whether to cache them.
 NOT_RUN_DEFINING_KEYS: tuple[str, ...] = ("data.download", "data.cache", "data.cache_dir")

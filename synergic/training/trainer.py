@@ -383,6 +383,10 @@ class Trainer:
             channels_last=self.channels_last,
         )
 
+    def on_cadence(self, step: int) -> bool:
+        """Whether ``step`` is one of the ``eval_every`` validations (not only a run's last)."""
+        return bool(self.eval_every) and step % self.eval_every == 0
+
     def _validate(self) -> None:
         if self.validation is None:
             return
@@ -390,7 +394,11 @@ class Trainer:
         value = result.metrics.get(self.selection_metric, float("nan"))
         entry = {"step": self.state.step, **result.metrics}
         self.state.validation_history.append(entry)
-        improved = math.isfinite(value) and (
+        # Only the validations on the eval_every cadence compete for best.pt. The one at a last
+        # step off the cadence is a candidate of that run only (its last weights, see
+        # synergic.experiment.evaluate_selected): a run extended past that step must select
+        # exactly as the run trained to the new total from the start, which never validated there.
+        improved = self.on_cadence(self.state.step) and math.isfinite(value) and (
             self.state.best_metric is None or value > self.state.best_metric
         )
         if improved:
@@ -472,6 +480,12 @@ class Trainer:
         :func:`load_checkpoint` read); trims the log to its step."""
         state = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
         self.load_state_dict(state)
+        # A validation off the eval_every cadence was the last step of an earlier leg (a run
+        # since extended); the run trained in one go has none there. If this run ends at that
+        # same step, fit() validates it again, with the same result.
+        self.state.validation_history = [
+            entry for entry in self.state.validation_history if self.on_cadence(entry["step"])
+        ]
         if self.dist.is_main and self.log_path is not None and self.log_path.exists():
             self._trim_log(self.log_path, self.state.step)
 

@@ -292,3 +292,22 @@ def test_a_test_row_naming_a_training_image_is_named(root, recwarn):
     (root / "val.csv").write_text("image,label\nimages/t1.jpg,nevus\n")
     with pytest.warns(ImageListingWarning, match=r"are also listed in .*val\.csv"):
         csv_dataset(root=root, split="test", **options(val_csv="val.csv"))
+
+
+def test_a_rare_label_that_looks_like_a_common_one_is_warned_about(tmp_path):
+    from synergic.data.datasets.csv_dataset import csv_dataset
+
+    rows = ["image,label"] + [f"img{i},nevus" for i in range(6)] + [
+        f"img{i},melanoma" for i in range(6, 9)] + ["img9,naevus"]
+    (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "test.csv").write_text("image,label\nimg0,nevus\n")
+    for i in range(10):
+        (tmp_path / f"img{i}.png").write_bytes(b"")
+    with pytest.warns(UserWarning, match=r"label 'naevus' on line 11 is a class of 1 image and "
+                                         r"looks like 'nevus' \(6 images\): a typo\?"):
+        dataset = csv_dataset(root=tmp_path, split="train", train_csv="train.csv",
+                              test_csv="test.csv")
+    assert dataset.classes == ["melanoma", "naevus", "nevus"]  # a warning, not a change
+    with pytest.raises(SynergicError, match="naevus"):
+        csv_dataset(root=tmp_path, split="train", train_csv="train.csv", test_csv="test.csv",
+                    classes=["nevus", "melanoma"])

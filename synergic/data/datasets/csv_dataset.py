@@ -81,6 +81,7 @@ def csv_dataset(
     _check_labels(train_rows, train_path, label_column, given)
     if given is None:
         class_names = _classes_from_labels([label.strip() for _, _, label in train_rows])
+        _warn_about_rare_look_alikes(train_rows, train_path)
     else:
         class_names = given
     if not class_names:
@@ -277,6 +278,31 @@ def _check_labels(
             "spaces "
             f"(did you mean {best.strip()!r}?); write one spelling in every row"
         )
+
+
+def _warn_about_rare_look_alikes(rows: list[tuple[int, str, str]], csv_path: Path) -> None:
+    """One warning line when a class of the train CSV has very few rows and a name close to a
+    common class (``naevus`` once among 300 ``nevus``): most likely a typo that would silently
+    become a class of its own. ``data.options.classes`` turns it into an error."""
+    import difflib
+    import warnings
+    from collections import Counter
+
+    counts = Counter(label.strip() for _, _, label in rows)
+    common = [name for name, count in counts.items() if count > 2]
+    for name, count in counts.items():
+        if count > 2 or name.lstrip("-").isdigit():
+            continue
+        close = difflib.get_close_matches(name, [c for c in common if c != name], n=1, cutoff=0.75)
+        if close:
+            lines = [line for line, _, label in rows if label.strip() == name]
+            warnings.warn(
+                f"{csv_path}: label {name!r} on {_lines(lines)} is a class of "
+                f"{_count(count, 'image')} and looks like {close[0]!r} "
+                f"({_count(counts[close[0]], 'image')}): a typo? List the classes in "
+                "data.options.classes to make any other label an error",
+                stacklevel=3,
+            )
 
 
 def _labels(

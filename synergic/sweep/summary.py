@@ -1,0 +1,189 @@
+"""A sweep's summary: per cell, the mean and std over seeds of every metric, read from the runs'
+``metrics.json``; the cell selected on validation; ``summary.json`` and ``summary.md``."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from synergic.errors import SynergicError, did_you_mean
+from synergic.stats import format_stat, mean_std
+from synergic.sweep.plan import SweepRun, value_at
+
+__all__ = [
+    "REPORTED_METRICS", "check_metric_name", "printable_tree", "summarize_sweep",
+    "summary_markdown", "write_summary",
+]
+
+#: The test metrics a summary (and a report) shows, in the order of the paper's Table 1 plus the
+#: trapezoid AP (see docs/metrics.md).
+REPORTED_METRICS: tuple[str, ...] = ("ap", "ap_trapezoid", "accuracy", "auc")
+
+
+def check_metric_name(metric: str, option: str = "--select-metric") -> None:
+    """Raise a one-line :class:`SynergicError` unless ``metric`` is a metric synergic computes."""
+    from synergic.metrics import METRIC_NAMES_BINARY, METRIC_NAMES_MULTICLASS
+
+    names = list(dict.fromkeys(METRIC_NAMES_BINARY + METRIC_NAMES_MULTICLASS))
+    if metric not in names:
+        raise SynergicError(
+            f"{option} {metric!r} is not a metric{did_you_mean(metric, names)}: "
+            f"use one of {', '.join(names)}"
+        )
+
+
+
+def _read_metrics(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "metrics.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SynergicError(f"{run_dir} has no metrics.json: the run did not finish") from None
+    except (OSError, ValueError) as error:
+        raise SynergicError(f"{path} cannot be read ({error}): delete the run to redo it") from None
+
+
+def summarize_sweep(
+    runs: Sequence[SweepRun],
+    output: str | os.PathLike[str],
+    *,
+    select_metric: str = "ap",
+    description: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Per cell, the mean and std over seeds of every test metric and validation metric, read from
+    the runs' ``metrics.json``; and the cell with the best mean validation ``select_metric``."""
+    output = Path(output)
+    cells: dict[str, dict[str, Any]] = {}
+    for sweep_run in runs:
+        cell = cells.setdefault(sweep_run.cell, {
+            "cell": sweep_run.cell,
+            "settings": {key: value_at(sweep_run.recipe, key) for key in sweep_run.settings},
+            "runs": [], "_test": [], "_validation": [],
+        })
+        metrics = _read_metrics(sweep_run.run_dir)
+        cell["runs"].append({"seed": sweep_run.seed,
+                             "run_dir": sweep_run.run_dir.relative_to(output).as_posix()})
+        cell["_test"].append(metrics.get("test", {}))
+        validation = metrics.get("validation")
+        cell["_validation"].append(
+            {k: v for k, v in validation.items() if k != "step"} if validation else None
+        )
+    for cell in cells.values():
+        tests, validations = cell.pop("_test"), cell.pop("_validation")
+        names = list(dict.fromkeys(k for t in tests for k in t))
+        cell["test"] = {name: mean_std([t.get(name) for t in tests]) for name in names}
+        if all(v is not None for v in validations):
+            names = list(dict.fromkeys(k for v in validations for k in v))
+            cell["validation"] = {
+                name: mean_std([v.get(name) for v in validations]) for name in names
+            }
+        else:
+            cell["validation"] = None
+
+    selected, note = _select(list(cells.values()), select_metric)
+    return {
+        **(dict(description) if description else {}),
+        "select_metric": select_metric,
+        "cells": list(cells.values()),
+        "selected": selected,
+        "selection_note": note,
+    }
+
+
+def _select(cells: list[dict[str, Any]], metric: str) -> tuple[str | None, str]:
+    missing = [c["cell"] for c in cells if c["validation"] is None]
+    if missing:
+        if len(missing) == len(cells):
+            return None, (
+                "no validation split, so no cell is selected (selecting on the test set would "
+                "overstate the result): add one with --set data.validation_fraction=0.2"
+            )
+        return None, f"cells without a validation split ({', '.join(missing)}): nothing selected"
+    scored = [(c["validation"].get(metric, {}).get("mean"), k) for k, c in enumerate(cells)]
+    scored = [(value, k) for value, k in scored if value is not None]
+    if not scored:
+        return None, f"no cell has a validation {metric}: nothing selected"
+    best = max(scored, key=lambda item: (item[0], -item[1]))[1]  # ties: the first cell
+    seeds = cells[best]["validation"][metric]["n"]
+    over = f" over {seeds} seeds" if seeds > 1 else ""
+    return cells[best]["cell"], f"selected by the highest mean validation {metric}{over}"
+
+
+def write_summary(summary: Mapping[str, Any], output: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Write ``summary.json`` and ``summary.md`` into ``output``; returns their paths."""
+    from synergic.experiment import json_safe, write_text_atomically
+
+    output = Path(output)
+    json_path, md_path = output / "summary.json", output / "summary.md"
+    # The recipe path, overrides and grid values may be file names that are not UTF-8 (\xNN).
+    summary = printable_tree(summary)
+    write_text_atomically(json_path, json.dumps(json_safe(dict(summary)), indent=2) + "\n")
+    write_text_atomically(md_path, summary_markdown(summary))
+    return json_path, md_path
+
+
+def printable_tree(value: Any) -> Any:
+    """``value`` with every string (keys too) as :func:`synergic.data.names.printable_name`."""
+    from synergic.data.names import printable_name
+
+    if isinstance(value, str):
+        return printable_name(value)
+    if isinstance(value, Mapping):
+        return {printable_tree(k): printable_tree(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [printable_tree(v) for v in value]
+    return value
+
+
+def summary_markdown(summary: Mapping[str, Any]) -> str:
+    """The summary as a Markdown page: one table row per cell, the selected cell marked."""
+    metric = summary.get("select_metric", "ap")
+    cells = summary["cells"]
+    title = f"# Sweep of {summary.get('recipe', 'a recipe')}"
+    lines = [title, ""]
+    grid = summary.get("grid") or {}
+    if grid:
+        axes = (f"`{key}` = {', '.join(map(str, values))}" for key, values in grid.items())
+        lines.append("Grid: " + "; ".join(axes))
+    if summary.get("overrides"):
+        lines.append("Overrides: " + " ".join(f"`--set {o}`" for o in summary["overrides"]))
+    seeds = summary.get("seeds")
+    if seeds:
+        lines.append(f"Seeds per cell: {seeds} (the recipe's seed, then + 1, ...); "
+                     "values are mean ± sample standard deviation over seeds.")
+    lines.append("")
+    header = ["cell", "seeds", f"validation {metric}"]
+    header += [_COLUMN_TITLES[m] for m in REPORTED_METRICS]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "---|" * len(header))
+    for cell in cells:
+        name = cell["cell"]
+        if name == summary.get("selected"):
+            name = f"**{name}** (selected)"
+        validation = "no split"
+        if cell["validation"]:
+            validation = format_stat(cell["validation"].get(metric))
+        row = [name, str(len(cell["runs"])), validation]
+        row += [format_stat(cell["test"].get(m)) for m in REPORTED_METRICS]
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    if summary.get("selected"):
+        cell = next(c for c in cells if c["cell"] == summary["selected"])
+        lines.append(
+            f"**Selected: `{cell['cell']}`**, {summary['selection_note']} "
+            f"({format_stat(cell['validation'][metric])}); its test AP is "
+            f"{format_stat(cell['test'].get('ap'))}."
+        )
+    else:
+        lines.append(f"Nothing selected: {summary['selection_note']}.")
+    lines += ["", "AP is scikit-learn's step-wise average precision (today's ISIC scorer); "
+              "AP (trapezoid) is the pre-0.19 definition that the paper most likely used "
+              "(docs/metrics.md). Compare sweeps and the paper with `synergic report`.", ""]
+    return "\n".join(lines)
+
+
+_COLUMN_TITLES = {"ap": "test AP", "ap_trapezoid": "AP (trapezoid)", "accuracy": "accuracy",
+                  "auc": "AUC"}
