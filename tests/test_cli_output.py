@@ -274,3 +274,27 @@ def test_listing_data_sets_does_not_import_timm(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True, cwd=tmp_path)
     assert result.stderr.strip().splitlines()[-1] == "False"
+
+
+def test_openmp_threads_sleep_when_idle_unless_the_user_chose(monkeypatch):
+    from synergic.cli import quiet_openmp_threads
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    quiet_openmp_threads()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    quiet_openmp_threads()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_the_command_sets_the_policy_before_torch_starts(tmp_path):
+    # OpenMP reads the variable once, when torch loads it: main() must set it before any import
+    # of torch, which `synergic --version` never makes.
+    probe = ("import os, sys; os.environ.pop('OMP_WAIT_POLICY', None); "
+             "from synergic.cli import main\n"
+             "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
+             "print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            env=env, cwd=tmp_path, check=True)
+    assert result.stdout.split()[-2:] == ["PASSIVE", "False"]
