@@ -221,7 +221,8 @@ def test_mean_std_and_format():
 
 def test_sweep_runs_as_submitit_jobs_through_the_launcher(tiny_recipe, tmp_path, monkeypatch):
     """`synergic sweep --launcher slurm` hands each run to a submitit executor: here submitit's
-    local executor stands in for Slurm (the command builds it with synergic.cli.cv.make_executor)."""
+    local executor stands in for Slurm (the command builds it with
+    synergic.cli.cv.make_executor)."""
     import importlib
 
     submitit = pytest.importorskip("submitit")

@@ -2,7 +2,7 @@
 and calibration of each row, and cross-validation summaries.
 
 Nothing is recomputed differently from the commands that first compute it: the paired comparison
-is ``synergic compare``'s (:func:`synergic.cli.compare.compare_runs`, i.e.
+is ``synergic compare``'s (:func:`synergic.compare.compare_runs`, i.e.
 :func:`synergic.stats.paired_comparison` with DeLong's test), the calibration entries are read
 from each run's ``metrics.json`` (:func:`synergic.metrics.threshold_and_calibration`), and a
 cross-validation's statistics from its ``summary.json`` (:func:`synergic.cv.summarize_cv`).
@@ -68,7 +68,7 @@ def sdl_ensemble_comparisons(
     paired-bootstrap 95 % interval, DeLong's p-value), plus ``ensemble`` and ``sdl`` (the rows'
     labels). Pairs whose test sets differ are left out with a note appended to ``notes``.
     """
-    from synergic.cli.compare import compare_runs
+    from synergic.compare import compare_runs
 
     comparisons = []
     for ensemble, sdl in sdl_ensemble_pairs(groups):

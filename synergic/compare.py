@@ -1,0 +1,119 @@
+"""Is run B better than run A on the same test images? Two finished runs, paired image by image.
+
+:func:`compare_runs` reads both runs' test predictions, checks that they hold the same test images
+under the same labels, and hands them to :func:`synergic.stats.paired_comparison` (the paired
+bootstrap interval of the difference, and DeLong's test for AUC). ``synergic compare`` prints
+its result, and ``synergic report`` uses it for its SDL-vs-ensemble lines, so both give the
+same numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from synergic.errors import SynergicError
+from synergic.stats import DEFAULT_N_BOOTSTRAP
+
+__all__ = ["compare_runs"]
+
+
+def compare_runs(run_a: Path, run_b: Path, *, metric: str = "auc",
+                 n_bootstrap: int = DEFAULT_N_BOOTSTRAP, seed: int = 0) -> dict[str, Any]:
+    """:func:`synergic.stats.paired_comparison` of two finished runs' test predictions.
+
+    Reads each run's ``predictions.csv`` and its test labels
+    (:func:`synergic.report.read_test_labels`), checks that both runs hold the same test images
+    under the same labels and classes, and pairs the images by id.
+
+    Returns:
+        :func:`~synergic.stats.paired_comparison`'s dict (``difference = b - a``) plus
+        ``run_a``, ``run_b``, ``images`` (the number of test images) and ``same_data`` (whether
+        the runs' whole data fingerprints agree, or only their test sets).
+
+    Raises:
+        SynergicError: a folder that is not a finished run, runs whose classes or test sets
+            differ (the first difference named), or an unknown metric.
+    """
+    import numpy as np
+
+    from synergic.stats import paired_comparison
+
+    first, second = _test_predictions(Path(run_a)), _test_predictions(Path(run_b))
+    if first["classes"] != second["classes"]:
+        raise SynergicError(
+            f"cannot compare {run_a} and {run_b}: their classes differ "
+            f"({', '.join(first['classes'])} vs {', '.join(second['classes'])})"
+        )
+    problem = _test_set_difference(first, second)
+    if problem:
+        raise SynergicError(
+            f"cannot compare {run_a} and {run_b}: their test sets differ ({problem}); a paired "
+            "comparison needs both runs evaluated on the same test images"
+        )
+    order = {image: row for row, image in enumerate(second["ids"])}
+    aligned = np.array([order[image] for image in first["ids"]])
+    probabilities_b = second["probabilities"][aligned]
+    result = paired_comparison(
+        first["probabilities"], probabilities_b, first["labels"], metric=metric,
+        n_bootstrap=n_bootstrap, seed=seed,
+    )
+    fingerprints = first["fingerprint"], second["fingerprint"]
+    if None in fingerprints:
+        same_data = "test set checked image by image; a run records no data fingerprint"
+    elif fingerprints[0] == fingerprints[1]:
+        same_data = f"data fingerprint {fingerprints[0][:12]} in both"
+    else:
+        same_data = "their training or validation images differ"
+    return {**result, "run_a": str(run_a), "run_b": str(run_b),
+            "images": len(first["ids"]), "same_data": same_data}
+
+
+def _test_predictions(run_dir: Path) -> dict[str, Any]:
+    """ids, probabilities, labels, classes and data fingerprint of a finished run's test set."""
+    from synergic.recipe import load_recipe
+    from synergic.report import ReportRun, read_test_labels
+
+    if not (run_dir / "metrics.json").is_file() or not (run_dir / "recipe.yaml").is_file():
+        raise SynergicError(
+            f"{run_dir} is not a finished synergic run (no metrics.json or recipe.yaml): pass "
+            "the run directories that `synergic run` printed"
+        )
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise SynergicError(f"{run_dir / 'metrics.json'} cannot be read ({error}): rerun the "
+                            "run or restore the file") from None
+    run = ReportRun(run_dir, load_recipe(run_dir / "recipe.yaml"), metrics)
+    probabilities, labels = read_test_labels(run)
+    with (run_dir / "predictions.csv").open(newline="", encoding="utf-8") as handle:
+        ids = [row[0] for row in list(csv.reader(handle))[1:] if row]
+    classes = list(metrics.get("classes") or [])
+    if not classes:
+        classes = [f"class {k}" for k in range(probabilities.shape[1])]
+    return {
+        "ids": ids, "probabilities": probabilities, "labels": labels, "classes": classes,
+        "fingerprint": (metrics.get("data") or {}).get("fingerprint"),
+    }
+
+
+def _test_set_difference(first: dict[str, Any], second: dict[str, Any]) -> str | None:
+    """The first difference between two runs' test rows (image, class), or None."""
+    classes = first["classes"]
+    rows = [
+        dict(zip(run["ids"], (classes[int(k)] for k in run["labels"])))
+        for run in (first, second)
+    ]
+    for run, which in ((first, "A"), (second, "B")):
+        if len(set(run["ids"])) != len(run["ids"]):
+            return f"run {which}'s predictions.csv lists an image twice"
+    if len(rows[0]) != len(rows[1]):
+        return f"A has {len(rows[0])} test images, B {len(rows[1])}"
+    for image, label in rows[0].items():
+        if image not in rows[1]:
+            return f"image '{image}' is in A's test set, not in B's"
+        if rows[1][image] != label:
+            return f"image '{image}' is {label} in A, {rows[1][image]} in B"
+    return None
