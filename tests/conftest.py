@@ -1,7 +1,13 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+
+# As the synergic command does (synergic.cli.quiet_openmp_threads), before anything imports torch:
+# idle OpenMP threads sleep instead of spinning, which on a busy 2-core machine made in-process
+# training tests several times slower (docs/benchmarks.md, "CPU threads").
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from pathlib import Path  # noqa: E402
 
 import pytest
 from tiny_recipe import TINY_RECIPE

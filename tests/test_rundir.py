@@ -169,7 +169,7 @@ def test_a_class_with_one_image_cannot_be_carved_and_says_what_to_do(tmp_path):
     assert any(m.startswith("data.validation_fraction=0.25: class 'malignant' has a single")
                for m in messages), messages
     # Validation then holds benign images only: AP is never defined, the last weights are reported.
-    assert any("validation AP was never finite" in m for m in messages), messages
+    assert any("was never defined" in m for m in messages), messages
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["selected"]["checkpoint"] == "last"
 
