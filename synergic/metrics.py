@@ -554,6 +554,19 @@ def _binary_inputs(is_positive: np.ndarray, scores: np.ndarray) -> tuple[np.ndar
         )
     if scores.size == 0:
         raise SynergicError("cannot compute metrics on zero samples: labels are empty")
+    is_positive = as_positive_mask(is_positive)
+    if not np.all(np.isfinite(scores)):
+        raise SynergicError("scores contain nan or inf: check the model's outputs")
+    return is_positive, scores
+
+
+def as_positive_mask(is_positive: np.ndarray) -> np.ndarray:
+    """``is_positive`` (bool, or 0/1) as a bool array ``[N]``.
+
+    Raises:
+        SynergicError: values other than 0 and 1.
+    """
+    is_positive = np.asarray(is_positive).ravel()
     if is_positive.dtype != bool:
         if not np.all((is_positive == 0) | (is_positive == 1)):
             raise SynergicError(
@@ -561,9 +574,7 @@ def _binary_inputs(is_positive: np.ndarray, scores: np.ndarray) -> tuple[np.ndar
                 f"{np.unique(is_positive)[:5].tolist()}"
             )
         is_positive = is_positive.astype(bool)
-    if not np.all(np.isfinite(scores)):
-        raise SynergicError("scores contain nan or inf: check the model's outputs")
-    return is_positive, scores
+    return is_positive
 
 
 def _check_unit_interval(probability: np.ndarray) -> None:

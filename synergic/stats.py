@@ -320,14 +320,9 @@ def _placements(
 def _binary_scores(
     is_positive: np.ndarray, scores: Sequence[np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray]:
-    is_positive = np.asarray(is_positive).ravel()
-    if is_positive.dtype != bool:
-        if not np.all((is_positive == 0) | (is_positive == 1)):
-            raise SynergicError(
-                "is_positive must be bool or 0/1 (True = positive class), got values "
-                f"{np.unique(is_positive)[:5].tolist()}"
-            )
-        is_positive = is_positive.astype(bool)
+    from synergic.metrics import as_positive_mask
+
+    is_positive = as_positive_mask(is_positive)
     rows = [np.asarray(s, dtype=np.float64).ravel() for s in scores]
     for row in rows:
         if row.size != is_positive.size:

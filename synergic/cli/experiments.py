@@ -6,13 +6,12 @@ are imported when a command runs, so ``synergic --help`` stays fast.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import click
 
 from synergic.cli.output import OutputMode, console, output_options
-from synergic.cli.progress import TrainingProgress
+from synergic.cli.progress import ManyRunsProgress
 
 __all__ = ["sweep", "report"]
 
@@ -65,57 +64,19 @@ def sweep(
     if launcher_options and launcher == "local":
         raise click.UsageError("--launcher-option needs --launcher slurm")
     executor = make_executor(launcher, output, launcher_options)
-    err = console(stderr=True)
-    state: dict = {}
-
-    def say(text: str) -> None:
-        if output_mode.chatty:
-            err.print(text, soft_wrap=True)
-
-    def on_event(action: str, run, index: int, total: int) -> None:
-        where = f"[{index}/{total}] {run.label}"
-        if action == "skip":
-            say(f"{where}: finished earlier, kept")
-        elif action == "submit":
-            say(f"{where}: submitted -> {run.run_dir}")
-        elif action in ("start", "resume"):
-            verb = "resuming" if action == "resume" else "running"
-            say(f"{where}: {verb} -> {run.run_dir}")
-            state["progress"] = TrainingProgress(
-                f"  {run.cell} seed {run.seed}", run.recipe.train.iterations, transient=True,
-                enabled=output_mode.chatty,
-            )
-            state["started"] = time.perf_counter()
-        elif action == "done":
-            progress = state.pop("progress", None)
-            if progress is None:  # a job of the launcher
-                say(f"{where}: done")
-                return
-            progress.stop()
-            seconds = time.perf_counter() - state["started"]
-            say(f"{where}: done ({seconds:.0f} s)")
-
-    def on_stage(message: str) -> None:
-        progress = state.get("progress")
-        if message.startswith(("resuming", "no checkpoint")):
-            say(f"  [dim]{message}[/]")
-        if progress is None:
-            return
-        if message == "training":
-            progress.start()
-        elif message.startswith("evaluating"):
-            progress.stop()
+    display = ManyRunsProgress(
+        lambda run: f"{run.cell} seed {run.seed}", enabled=output_mode.chatty
+    )
 
     try:
         summary = run_sweep(
             recipe, grids, seeds=seeds, overrides=overrides, output=output,
-            select_metric=select_metric, on_event=on_event, on_stage=on_stage,
+            select_metric=select_metric, on_event=display.on_event, on_stage=display.on_stage,
             progress=output_mode.chatty,
-            callbacks=lambda run: [state["progress"]], executor=executor,
+            callbacks=display.callbacks, executor=executor,
         )
     finally:
-        if "progress" in state:
-            state.pop("progress").stop()
+        display.close()
     if output_mode.json:
         output_mode.emit_json({**summary, "sweep_dir": str(output)})
     elif output_mode.quiet:

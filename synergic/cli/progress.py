@@ -133,3 +133,66 @@ class TrainingProgress:
             + " ".join(f"{k}={v:.4f}" for k, v in m.items() if isinstance(v, (int, float))),
             markup=False, highlight=False,
         )
+
+
+class ManyRunsProgress:
+    """What ``synergic sweep`` and ``synergic cv`` show while they run many runs: a line per run
+    (kept, submitted, running, resuming, done with its time) and one :class:`TrainingProgress`
+    for the run in progress. Hand :meth:`on_event`, :meth:`on_stage` and :meth:`callbacks` to
+    :func:`synergic.sweep.run_sweep` or :func:`synergic.cv.run_cv`; :meth:`close` stops a
+    display left open by an error.
+
+    Args:
+        label: the name of a run in its progress bar, e.g. ``lambda run: run.label``.
+        enabled: False prints nothing (``--quiet``, ``--json``).
+    """
+
+    def __init__(self, label, *, enabled: bool) -> None:
+        self.label = label
+        self.enabled = enabled
+        self.err = console(stderr=True)
+        self.progress: TrainingProgress | None = None
+        self.started = 0.0
+
+    def say(self, text: str) -> None:
+        if self.enabled:
+            self.err.print(text, soft_wrap=True)
+
+    def on_event(self, action: str, run, index: int, total: int) -> None:
+        where = f"[{index}/{total}] {run.label}"
+        if action == "skip":
+            self.say(f"{where}: finished earlier, kept")
+        elif action == "submit":
+            self.say(f"{where}: submitted -> {run.run_dir}")
+        elif action in ("start", "resume"):
+            verb = "resuming" if action == "resume" else "running"
+            self.say(f"{where}: {verb} -> {run.run_dir}")
+            self.progress = TrainingProgress(
+                f"  {self.label(run)}", run.recipe.train.iterations, transient=True,
+                enabled=self.enabled,
+            )
+            self.started = time.perf_counter()
+        elif action == "done":
+            if self.progress is None:  # a job of the launcher
+                self.say(f"{where}: done")
+                return
+            self.close()
+            self.say(f"{where}: done ({time.perf_counter() - self.started:.0f} s)")
+
+    def on_stage(self, message: str) -> None:
+        if message.startswith(("resuming", "no checkpoint")):
+            self.say(f"  [dim]{message}[/]")
+        if self.progress is None:
+            return
+        if message == "training":
+            self.progress.start()
+        elif message.startswith("evaluating"):
+            self.progress.stop()
+
+    def callbacks(self, run) -> list:
+        return [self.progress]
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
