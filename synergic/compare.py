@@ -48,6 +48,10 @@ def compare_runs(run_a: Path, run_b: Path, *, metric: str = "auc",
             f"({', '.join(first['classes'])} vs {', '.join(second['classes'])})"
         )
     problem = _test_set_difference(first, second)
+    pixels = first["test_pixels"], second["test_pixels"]
+    if problem is None and None not in pixels and pixels[0] != pixels[1]:
+        # Same names and labels, other content: another copy of the data, or another image size.
+        problem = "the same image names and labels, but other pixels (data.pixels.test in metrics.json)"
     if problem:
         raise SynergicError(
             f"cannot compare {run_a} and {run_b}: their test sets differ ({problem}); a paired "
@@ -63,6 +67,10 @@ def compare_runs(run_a: Path, run_b: Path, *, metric: str = "auc",
     fingerprints = first["fingerprint"], second["fingerprint"]
     if None in fingerprints:
         same_data = "test set checked image by image; a run records no data fingerprint"
+    elif None in pixels:
+        same_data = (f"data fingerprint {fingerprints[0][:12]} in both; pixels not recorded"
+                     if fingerprints[0] == fingerprints[1] else
+                     "their training or validation images differ")
     elif fingerprints[0] == fingerprints[1]:
         same_data = f"data fingerprint {fingerprints[0][:12]} in both"
     else:
@@ -96,6 +104,7 @@ def _test_predictions(run_dir: Path) -> dict[str, Any]:
     return {
         "ids": ids, "probabilities": probabilities, "labels": labels, "classes": classes,
         "fingerprint": (metrics.get("data") or {}).get("fingerprint"),
+        "test_pixels": ((metrics.get("data") or {}).get("pixels") or {}).get("test"),
     }
 
 

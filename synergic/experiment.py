@@ -649,6 +649,10 @@ def run(
     recipe = absolute_paths(recipe)
     info = distributed.init_distributed(recipe.train.device)
     distributed.check_batch(recipe.train.batch_size, info)
+    if not info.enabled:  # e.g. train.device=cuda without a GPU: say so before any decoding
+        from synergic.training.trainer import resolve_device
+
+        resolve_device(recipe.train.device)
     if not resume and info.is_main and run_dir is not None:
         # Only checked here: an overwritten run is deleted once every check below has passed.
         claim_run_directory(run_dir, resume=False, overwrite=overwrite, delete=False)
@@ -713,6 +717,22 @@ def run(
         )
     if info.is_main:
         distributed.barrier()
+    from synergic.rundir import pixel_fingerprints
+
+    # The fingerprint above names the images; this one is of what the model sees of them.
+    record["pixels"] = pixel_fingerprints(
+        {"train": data.train.images, "validation": data.validation.images if data.validation
+         else None, "test": data.test.images}
+    )
+    saved_pixels = (checkpoint.get("metadata") or {}).get("data_pixels") if checkpoint else None
+    if saved_pixels and saved_pixels != record["pixels"]:
+        changed = [split for split in record["pixels"] if saved_pixels.get(split)
+                   != record["pixels"][split]]
+        raise SynergicError(
+            f"cannot resume {run_dir}: the {', '.join(changed)} images have the same names and "
+            "labels as the run's but other pixels (another copy of the data, or images edited "
+            "since): point data.root at the run's data"
+        )
     model, loss, sampler, optimizer, schedule, aggregator, (mean, std) = build_training(
         recipe, data, model
     )
@@ -756,6 +776,7 @@ def run(
         metadata={
             "recipe_hash": identity_hash(recipe), "classes": data.classes,
             "recipe": recipe.model_dump(mode="json"), "data_fingerprint": record["fingerprint"],
+            "data_pixels": record["pixels"],
             "preprocessing": preprocessing.to_dict(),
             "backbone": backbone,
         },

@@ -399,6 +399,26 @@ def data_record(
     return record
 
 
+def pixel_fingerprints(images: Mapping[str, Any]) -> dict[str, str | None]:
+    """SHA-256 (hex) of each split's decoded images, uint8 ``[N, 3, S, S]`` as the model sees them
+    (after decoding and resizing, in the split's order); None for a split that is absent.
+
+    :func:`data_fingerprint` covers the names and labels; this covers the content, so two copies
+    of a data set whose files share names but not pixels are told apart. Equal pixels give equal
+    hashes on every machine (decoding is deterministic; the resize is Pillow's).
+    """
+    hashes: dict[str, str | None] = {}
+    for split, tensor in images.items():
+        if tensor is None:
+            hashes[split] = None
+            continue
+        array = tensor.contiguous().numpy()
+        digest = hashlib.sha256(f"{tuple(array.shape)}|".encode())
+        digest.update(memoryview(array).cast("B"))
+        hashes[split] = digest.hexdigest()
+    return hashes
+
+
 def describe_data(record: Mapping[str, Any]) -> str:
     """One line: images per class in each split, and the fingerprint's first 12 characters."""
     parts = []

@@ -394,3 +394,22 @@ def test_folds_as_submitit_jobs_resume_and_match_the_local_runs(tiny_recipe, tmp
         run_cv(tiny_recipe, folds=2, overrides=[*FAST, "train.sampler.options={bogus: 1}"],
                output=tmp_path / "failing", executor=executor)
     assert "\n" not in str(error.value)
+
+
+def test_the_slurm_launcher_without_slurm_is_one_line(tiny_recipe, tmp_path, capsys):
+    import shutil
+
+    from synergic.cli import main
+
+    pytest.importorskip("submitit")
+    if shutil.which("srun") or shutil.which("sbatch"):
+        pytest.skip("this machine has Slurm")
+    for command in (["cv", tiny_recipe, "--folds", "2"],
+                    ["sweep", tiny_recipe, "--grid", "train.synergic_weight=0,3"]):
+        with pytest.raises(SystemExit) as caught:
+            main([*map(str, command), "--launcher", "slurm", "--output", str(tmp_path / "out")])
+        assert caught.value.code == 1
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        (line,) = [line for line in err.splitlines() if line.startswith("error:")]
+        assert "--launcher slurm: submitit cannot submit from this machine" in line

@@ -235,12 +235,13 @@ def test_resuming_on_other_data_is_refused(tmp_path):
 # -- paths --------------------------------------------------------------------------------------
 
 
-def make_folder_dataset(root: Path, size: int = 32) -> None:
-    """train/ and test/ folders of small PNGs, two classes told apart by brightness."""
+def make_folder_dataset(root: Path, size: int = 32, seed: int = 0) -> None:
+    """train/ and test/ folders of small PNGs, two classes told apart by brightness; ``seed``
+    changes the pixels, never the names or labels."""
     import numpy as np
     from PIL import Image
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     for split, count in (("train", 10), ("test", 6)):
         for label, (name, level) in enumerate((("benign", 60), ("malignant", 190))):
             folder = root / split / name
@@ -387,3 +388,46 @@ def test_a_last_step_off_the_cadence_that_beats_best_pt_is_reported_as_the_last_
     assert load_recipe(tmp_path / "run" / "recipe.yaml").train.select == "auto"
     again = evaluate_run(tmp_path / "run", checkpoint="last")
     assert again["aggregate"]["auc"] == pytest.approx(metrics["test"]["auc"], abs=1e-12)
+
+
+def test_a_missing_gpu_is_reported_before_any_image_is_decoded(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    recipe = write_recipe(tmp_path / "tiny.yaml", **{"train.device": "cuda"})
+    for command in (["recipe", "check", recipe], ["run", recipe, "--output", tmp_path / "run"]):
+        code, output = invoke(command)
+        assert code == 1
+        (line,) = error_lines(output)
+        assert "train.device is 'cuda' but no CUDA GPU is available" in line
+        assert "preparing data" not in output
+    assert not (tmp_path / "run").exists()
+
+
+
+def test_same_names_and_labels_with_other_pixels_are_told_apart(tmp_path):
+    from synergic.compare import compare_runs
+    from synergic.errors import SynergicError
+
+    make_folder_dataset(tmp_path / "copy1", seed=0)
+    make_folder_dataset(tmp_path / "copy2", seed=1)
+    recipe = write_recipe(tmp_path / "tiny.yaml", **{"data.dataset": "folder", "data.options": {},
+                                                     "data.root": str(tmp_path / "copy1")})
+    code, output = invoke(["run", recipe, "--output", tmp_path / "a", "--set", "train.iterations=2"])
+    assert code == 0, output
+    code, output = invoke(["run", recipe, "--output", tmp_path / "b", "--set", "train.iterations=2",
+                           "--set", f"data.root={tmp_path / 'copy2'}"])
+    assert code == 0, output
+    a, b = (json.loads((tmp_path / d / "metrics.json").read_text())["data"] for d in "ab")
+    assert a["fingerprint"] == b["fingerprint"]  # the names and labels are the same...
+    assert a["pixels"]["test"] != b["pixels"]["test"]  # ...the images are not
+    assert a["pixels"]["validation"] is not None
+    with pytest.raises(SynergicError, match="the same image names and labels, but other pixels"):
+        compare_runs(tmp_path / "a", tmp_path / "b")
+    # Resuming run a on the other copy is refused too, once the images are decoded.
+    code, output = invoke(["resume", tmp_path / "a", "--set", "train.iterations=4",
+                           "--set", f"data.root={tmp_path / 'copy2'}"])
+    assert code == 1
+    (line,) = error_lines(output)
+    assert "the train, validation, test images have the same names and labels" in line

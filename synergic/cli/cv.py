@@ -111,7 +111,14 @@ def make_executor(launcher: str, output: Path, options) -> object | None:
             raise SynergicError(f"--launcher-option {option!r}: expected KEY=VALUE, e.g. "
                                 "timeout_min=120")
         parameters[key.strip()] = yaml.safe_load(value)
-    executor = submitit.AutoExecutor(folder=output / ".submitit", cluster=launcher)
+    try:
+        executor = submitit.AutoExecutor(folder=output / ".submitit", cluster=launcher)
+    except RuntimeError as error:  # submitit: 'Could not detect "srun", are you indeed on ...'
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise SynergicError(
+            f"--launcher {launcher}: submitit cannot submit from this machine ({first}): run "
+            "on a Slurm login node, or use --launcher local"
+        ) from None
     try:
         executor.update_parameters(**parameters)
     except (ValueError, TypeError) as error:
