@@ -84,6 +84,9 @@ def _test_predictions(run_dir: Path) -> dict[str, Any]:
     from synergic.recipe import load_recipe
     from synergic.report import ReportRun, read_test_labels
 
+    if not run_dir.is_dir():
+        raise SynergicError(f"{run_dir} does not exist: pass the run directories that "
+                            "`synergic run` printed")
     if not (run_dir / "metrics.json").is_file() or not (run_dir / "recipe.yaml").is_file():
         raise SynergicError(
             f"{run_dir} is not a finished synergic run (no metrics.json or recipe.yaml): pass "

@@ -169,7 +169,7 @@ def report(paths, output: Path | None, metric: str, paper: bool | None, n_bootst
         return
     out = console()
     # soft_wrap: a long path stays on one line, to be copied whole
-    out.print(f"report: {printable_name(result.path)} ({len(result.groups)} rows)",
+    out.print(f"report: {printable_name(result.path)} ({len(result.groups)} row{'' if len(result.groups) == 1 else 's'})",
               markup=False, soft_wrap=True)
     for name, path in result.figures.items():
         out.print(f"  {name}: {printable_name(path)}", markup=False, soft_wrap=True)

@@ -128,10 +128,12 @@ def metrics_table(aggregate: dict, components: list[dict], title: str,
     intervals = intervals or {}
     component_intervals = component_intervals or []
     table = Table(title=title, title_justify="left")
-    table.add_column("model", no_wrap=True)
+    # In a narrow terminal a cell folds onto a second line rather than being cut with "…":
+    # an interval cut in half cannot be read.
+    table.add_column("model", overflow="fold", min_width=11)
     names = list(aggregate)
     for name in names:
-        table.add_column(name, justify="right", no_wrap=True)
+        table.add_column(name, justify="right", overflow="fold")
     table.add_row("aggregate", *(_with_interval(aggregate[n], intervals.get(n)) for n in names))
     for k, component in enumerate(components):
         bounds = component_intervals[k] if k < len(component_intervals) else {}
