@@ -171,7 +171,7 @@ def test_report_reads_the_run(odd_run, tmp_path):
     folder = tmp_path / os.fsdecode(b"reports \xfe")
     code, out, err = invoke(["report", run_dir, "--output", folder / "report.md"])
     assert code == 0, err
-    assert f"report: {printable_name(folder / 'report.md')} (1 rows)" in out
+    assert f"report: {printable_name(folder / 'report.md')} (1 row)" in out
     assert (folder / "report_roc.png").is_file()  # drawn from predictions.csv + test_labels.csv
     text = (folder / "report.md").read_text(encoding="utf-8")
     assert f"`{printable_name(run_dir)}` (seed 0)" in text
