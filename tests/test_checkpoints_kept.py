@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tiny_recipe import TINY_RECIPE
+from tiny_recipe import write_recipe
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -36,18 +36,6 @@ def invoke(args) -> tuple[int, str]:
 
 def error_lines(output: str) -> list[str]:
     return [line for line in output.splitlines() if line.startswith("error:")]
-
-
-def write_recipe(path: Path, **changes) -> Path:
-    recipe = yaml.safe_load(TINY_RECIPE)
-    for dotted, value in changes.items():
-        node = recipe
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
-    path.write_text(yaml.safe_dump(recipe))
-    return path
 
 
 def checkpoint_files(run_dir: Path) -> list[str]:

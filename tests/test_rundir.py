@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tiny_recipe import TINY_RECIPE
+from tiny_recipe import write_recipe
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -45,18 +45,6 @@ def invoke(args, cwd: Path | None = None) -> tuple[int, str]:
 
 def error_lines(output: str) -> list[str]:
     return [line for line in output.splitlines() if line.startswith("error:")]
-
-
-def write_recipe(path: Path, **changes) -> Path:
-    recipe = yaml.safe_load(TINY_RECIPE)
-    for dotted, value in changes.items():
-        node = recipe
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
-    path.write_text(yaml.safe_dump(recipe))
-    return path
 
 
 def read_csv(path: Path) -> list[list[str]]:
@@ -254,7 +242,7 @@ def make_folder_dataset(root: Path, size: int = 32, seed: int = 0) -> None:
 def test_a_run_with_a_relative_data_root_is_evaluated_from_anywhere(tmp_path):
     project = tmp_path / "project"
     make_folder_dataset(project / "lesions")
-    recipe = write_recipe(
+    write_recipe(
         project / "tiny.yaml",
         **{"data.dataset": "folder", "data.root": "lesions", "data.options": {}},
     )

@@ -25,3 +25,19 @@ train:
   eval_batch_size: 8
   n_bootstrap: 20
 """
+
+
+def write_recipe(path, **changes):
+    """Write the tiny recipe to ``path`` with ``changes`` (dotted keys, e.g.
+    ``**{"train.eval_every": 1}``) applied; returns ``path``."""
+    import yaml
+
+    recipe = yaml.safe_load(TINY_RECIPE)
+    for dotted, value in changes.items():
+        node = recipe
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    path.write_text(yaml.safe_dump(recipe))
+    return path
