@@ -17,12 +17,31 @@ from typing import Any
 from synergic.errors import SynergicError
 from synergic.stats import DEFAULT_N_BOOTSTRAP
 
-__all__ = ["compare_runs"]
+__all__ = ["compare_runs", "default_compare_metric"]
+
+#: The metric compared when the runs' data set ranks by AP (or names no metric): AUC, the one
+#: DeLong's test gives a p-value for.
+FALLBACK_METRIC = "auc"
 
 
-def compare_runs(run_a: Path, run_b: Path, *, metric: str = "auc",
+def default_compare_metric(primary_metric: str | None) -> str:
+    """The metric ``synergic compare`` compares without ``--metric``: the runs' primary metric
+    (``metrics.json``'s ``primary_metric``: ``task_auc`` for ISIC 2017, ``balanced_accuracy`` for
+    2018 and 2019, ``auc`` for 2020), except that AP (ISIC 2016, and every data set that names no
+    metric) gives way to :data:`FALLBACK_METRIC`, AUC, which DeLong's test can also test."""
+    if primary_metric in (None, "ap"):
+        return FALLBACK_METRIC
+    return primary_metric
+
+
+def compare_runs(run_a: Path, run_b: Path, *, metric: str | None = None,
                  n_bootstrap: int = DEFAULT_N_BOOTSTRAP, seed: int = 0) -> dict[str, Any]:
     """:func:`synergic.stats.paired_comparison` of two finished runs' test predictions.
+
+    ``metric``: a key of the runs' ``metrics.json`` ``test`` entry; None:
+    :func:`default_compare_metric` of the runs' primary metric. The runs' task classes
+    (``metrics.json``'s ``task_classes``, ISIC 2017) make ``task_auc`` and ``auc_<class>``
+    comparable.
 
     Reads each run's ``predictions.csv`` and its test labels
     (:func:`synergic.report.read_test_labels`), checks that both runs hold the same test images
@@ -34,8 +53,9 @@ def compare_runs(run_a: Path, run_b: Path, *, metric: str = "auc",
         the runs' whole data fingerprints agree, or only their test sets).
 
     Raises:
-        SynergicError: a folder that is not a finished run, runs whose classes or test sets
-            differ (the first difference named), or an unknown metric.
+        SynergicError: a folder that is not a finished run, runs whose classes, primary metrics
+            (without ``metric``) or test sets differ (the first difference named), or an unknown
+            metric.
     """
     import numpy as np
 
@@ -57,11 +77,20 @@ def compare_runs(run_a: Path, run_b: Path, *, metric: str = "auc",
             f"cannot compare {run_a} and {run_b}: their test sets differ ({problem}); a paired "
             "comparison needs both runs evaluated on the same test images"
         )
+    if metric is None:
+        if first["primary_metric"] != second["primary_metric"]:
+            raise SynergicError(
+                f"cannot compare {run_a} and {run_b} on their primary metric: A ranks by "
+                f"{first['primary_metric']}, B by {second['primary_metric']}; choose one with "
+                "--metric"
+            )
+        metric = default_compare_metric(first["primary_metric"])
     order = {image: row for row, image in enumerate(second["ids"])}
     aligned = np.array([order[image] for image in first["ids"]])
     probabilities_b = second["probabilities"][aligned]
     result = paired_comparison(
         first["probabilities"], probabilities_b, first["labels"], metric=metric,
+        classes=first["classes"], task_classes=first["task_classes"] or second["task_classes"],
         n_bootstrap=n_bootstrap, seed=seed,
     )
     fingerprints = first["fingerprint"], second["fingerprint"]
@@ -106,6 +135,9 @@ def _test_predictions(run_dir: Path) -> dict[str, Any]:
         classes = [f"class {k}" for k in range(probabilities.shape[1])]
     return {
         "ids": ids, "probabilities": probabilities, "labels": labels, "classes": classes,
+        # Runs written before data sets named their metric selected on AP.
+        "primary_metric": metrics.get("primary_metric") or "ap",
+        "task_classes": [str(c) for c in metrics.get("task_classes") or []],
         "fingerprint": (metrics.get("data") or {}).get("fingerprint"),
         "test_pixels": ((metrics.get("data") or {}).get("pixels") or {}).get("test"),
     }

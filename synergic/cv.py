@@ -59,6 +59,7 @@ __all__ = [
     "FoldRun",
     "FoldSubset",
     "CrossValidationPlan",
+    "finish_cv",
     "fold_indices",
     "split_fold",
     "plan_cv",
@@ -143,7 +144,8 @@ def fold_indices(
 class FoldSubset(torch.utils.data.Subset):
     """The images ``indices`` of ``dataset`` (a data set with ``classes``, ``ids``, ``labels``),
     as a data set of its own: ``classes``, ``ids``, ``labels``, ``groups`` and ``paths`` (when
-    ``dataset`` has them) are those of the selected images. ``prepare_data`` decodes ``dataset``
+    ``dataset`` has them) are those of the selected images; ``primary_metric`` and
+    ``task_classes`` those of ``dataset``. ``prepare_data`` decodes ``dataset``
     once for all its subsets."""
 
     def __init__(self, dataset: Any, indices: Sequence[int], *, name: str) -> None:
@@ -152,6 +154,9 @@ class FoldSubset(torch.utils.data.Subset):
         self.classes = list(dataset.classes)
         self.ids = [dataset.ids[i] for i in self.indices]
         self.labels = [int(dataset.labels[i]) for i in self.indices]
+        for attribute in ("primary_metric", "task_classes"):  # the data set's scoring
+            if hasattr(dataset, attribute):
+                setattr(self, attribute, getattr(dataset, attribute))
         groups = getattr(dataset, "groups", None)
         if isinstance(groups, Mapping):
             self.groups = {kind: [ids[i] for i in self.indices] for kind, ids in groups.items()}
@@ -216,10 +221,13 @@ class FoldRun:
     fold: int
     run_dir: Path
     recipe: Recipe = field(repr=False)
+    cell: str | None = None
+    """The sweep cell this cross-validation is (``synergic sweep --folds``); None in ``cv``."""
 
     @property
     def label(self) -> str:
-        return f"repeat {self.repeat} fold {self.fold}"
+        where = f"repeat {self.repeat} fold {self.fold}"
+        return f"{self.cell} {where}" if self.cell is not None else where
 
 
 @dataclass(frozen=True)
@@ -368,6 +376,18 @@ def run_cv(
         "recipe": str(recipe) if not isinstance(recipe, Recipe) else recipe.name,
         "overrides": list(overrides),
     }
+    return finish_cv(plan, description=description)
+
+
+def finish_cv(plan: CrossValidationPlan, *, description: Mapping[str, Any] | None = None
+              ) -> dict[str, Any]:
+    """Write ``oof_predictions.csv`` and ``summary.json`` of a cross-validation whose runs have
+    all finished into ``plan.output``, and return the summary (:func:`summarize_cv`).
+
+    Raises:
+        SynergicError: a fold without ``metrics.json`` or ``predictions.csv`` (see
+            :func:`summarize_cv`, :func:`write_oof_predictions`).
+    """
     summary = summarize_cv(plan, description=description)
     write_oof_predictions(plan)
     _write_json(plan.output / SUMMARY_FILE, summary)
@@ -387,8 +407,8 @@ def _read_metrics(run: FoldRun) -> dict[str, Any]:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SynergicError(
-            f"{run.run_dir} has no metrics.json: {run.label} did not finish; run the same cv "
-            "command again"
+            f"{run.run_dir} has no metrics.json: {run.label} did not finish; run the same "
+            f"{'sweep' if run.cell is not None else 'cv'} command again"
         ) from None
     except (OSError, ValueError) as error:
         raise SynergicError(f"{path} cannot be read ({error}): delete {run.run_dir} to redo "
@@ -403,8 +423,11 @@ def summarize_cv(plan: CrossValidationPlan, *, description: Mapping[str, Any] | 
     sample standard deviation), ``n``, ``values`` (run order; null where undefined) and ``ci``,
     the 95 % t-interval of :func:`synergic.stats.t_interval` over the finite values, clipped to
     [0, 1] (null for fewer than two; optimistic over folds, see there):
-    :func:`synergic.stats.mean_std_interval`.
+    :func:`synergic.stats.mean_std_interval`. ``primary_metric``: the data set's ranking metric,
+    as the runs record it.
     """
+    from synergic.sweep.summary import primary_metric_of
+
     records = [(run, _read_metrics(run)) for run in plan.runs]
     tests = [metrics.get("test", {}) for _, metrics in records]
     validations = [metrics.get("validation") for _, metrics in records]
@@ -417,6 +440,8 @@ def summarize_cv(plan: CrossValidationPlan, *, description: Mapping[str, Any] | 
         "repeats": plan.repeats,
         "group_by": plan.group_by,
         "seed": plan.seed,
+        "primary_metric": primary_metric_of([metrics for _, metrics in records],
+                                            where="the folds"),
         "interval": (
             f"{CONFIDENCE:.0%} Student's t interval over the {len(plan.runs)} fold results "
             "(scipy.stats.t): mean +- t(0.975, n - 1) * std / sqrt(n), clipped to [0, 1]. Folds "

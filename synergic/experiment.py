@@ -5,8 +5,9 @@ built from the registries -> :class:`~synergic.Trainer` -> the run directory::
 
     recipe.yaml        the resolved recipe
     log.csv            step, each loss term, learning rate, seconds per step
-    checkpoints/       last.pt, best.pt (best by validation AP, when there is a validation split)
-    metrics.json       {"test": {...}, "test_components": [...], "test_ci": {...}, ...}
+    checkpoints/       last.pt, best.pt (best by the data set's primary metric on validation,
+                       AP unless the data set names another; when there is a validation split)
+    metrics.json       {"test": {...}, "primary_metric": "ap", "test_components": [...], ...}
     predictions.csv    image,<class 0>,<class 1>,...: the aggregate probabilities per test image
     test_labels.csv    image,label: the test set's ground truth, in the same order
     roc.png, pr.png    aggregate and each component (binary tasks), as the paper's Fig. 3
@@ -43,15 +44,22 @@ from synergic.rundir import (  # noqa: F401 - the run directory's format lives t
 
 @dataclass
 class Split:
-    """A decoded split: uint8 images ``[N, 3, S, S]``, labels and ids."""
+    """A decoded split: uint8 images ``[N, 3, S, S]`` (a tensor, memory-mapped for a large set,
+    or an :class:`~synergic.data.cache.ImageRows` view of one), labels and ids."""
 
-    images: torch.Tensor
+    images: Any
     labels: torch.Tensor
     ids: list[str]
 
     def subset(self, indices: Sequence[int]) -> Split:
+        """The rows ``indices``: the images copied when held in memory, a view of a memory-mapped
+        set (:func:`~synergic.data.cache.select_rows`), never a copy of the whole file."""
+        from synergic.data.cache import select_rows
+
         index = torch.as_tensor(list(indices), dtype=torch.long)
-        return Split(self.images[index], self.labels[index], [self.ids[i] for i in indices])
+        return Split(
+            select_rows(self.images, index), self.labels[index], [self.ids[i] for i in indices]
+        )
 
 
 @dataclass
@@ -60,6 +68,42 @@ class PreparedData:
     train: Split
     validation: Split | None
     test: Split
+    primary_metric: str = "ap"
+    """The data set's ranking metric (:func:`dataset_scoring`): selects the best checkpoint."""
+    task_classes: tuple[str, ...] = ()
+    """The classes the data set scores one-vs-rest (``task_auc``, ``auc_<class>``)."""
+
+    def scorer(self):
+        """:func:`synergic.metrics.compute_metrics` with this data's classes and task classes."""
+        return metrics_scorer(self.classes, self.task_classes)
+
+
+def dataset_scoring(train_set, name: str) -> tuple[str, tuple[str, ...]]:
+    """``(primary metric, task classes)`` of a data set's train split (or a cross-validation
+    fold of it), as :func:`synergic.data.datasets.base.dataset_primary_metric` and
+    :func:`~synergic.data.datasets.base.dataset_task_classes` check them.
+
+    Raises:
+        SynergicError: an unknown metric name or task class, naming the data set ``name``.
+    """
+    from synergic.data.datasets.base import dataset_primary_metric, dataset_task_classes
+
+    return (dataset_primary_metric(train_set, name=name),
+            dataset_task_classes(train_set, name=name))
+
+
+def metrics_scorer(classes: Sequence[str], task_classes: Sequence[str] = ()):
+    """The ``scorer`` of :class:`~synergic.Trainer` and
+    :func:`synergic.training.evaluation.evaluate` for these classes: plain
+    :func:`~synergic.metrics.compute_metrics` without task classes, else a partial of it."""
+    import functools
+
+    from synergic.metrics import compute_metrics
+
+    if not task_classes:
+        return compute_metrics
+    return functools.partial(compute_metrics, classes=list(classes),
+                             task_classes=tuple(task_classes))
 
 
 def seed_everything(seed: int) -> None:
@@ -194,9 +238,9 @@ def prepare_data(
 
     train_set, validation_set, test_set = datasets or open_datasets(recipe)
     data = recipe.data
-    cache_dir = None
-    if data.cache:
-        cache_dir = Path(data.cache_dir).expanduser() if data.cache_dir else default_cache_dir()
+    # Without the cache, a set too large for memory is decoded into a deleted file here.
+    scratch_dir = Path(data.cache_dir).expanduser() if data.cache_dir else default_cache_dir()
+    cache_dir = scratch_dir if data.cache else None
     if preprocessing is None:
         preprocessing = Preprocessing(image_size=data.image_size, resample=data.resize)
 
@@ -209,7 +253,7 @@ def prepare_data(
                 decoded_whole[whole] = decode(dataset.dataset, label)
             return decoded_whole[whole].subset(dataset.indices)
         images = cached_decode(
-            dataset, preprocessing=preprocessing, cache_dir=cache_dir,
+            dataset, preprocessing=preprocessing, cache_dir=cache_dir, scratch_dir=scratch_dir,
             key_extra=data.dataset, num_workers=recipe.train.num_workers, progress=progress,
             description=f"decoding {label} images",
         )
@@ -222,7 +266,9 @@ def prepare_data(
         keep, held_out = carved
         train, validation = train.subset(keep), train.subset(held_out)
     test = decode(test_set, "test")
-    return PreparedData(list(train_set.classes), train, validation, test)
+    primary_metric, task_classes = dataset_scoring(train_set, data.dataset)
+    return PreparedData(list(train_set.classes), train, validation, test,
+                        primary_metric=primary_metric, task_classes=task_classes)
 
 
 def carve_validation(
@@ -230,37 +276,89 @@ def carve_validation(
 ) -> tuple[list[int], list[int]] | None:
     """``(train indices, validation indices)`` into ``train_set`` when ``recipe`` carves a
     validation split from it (``data.validation_fraction > 0`` and the data set has none); else
-    None. Needs only the labels, so it runs before any image is decoded.
+    None. Needs only the labels (and group ids), so it runs before any image is decoded.
+
+    Stratified by class (:func:`synergic.data.splits.stratified_split`); when the data set has
+    groups and ``data.validation_group_by`` picks one (:func:`validation_group_kind`), by class
+    and group, no group on both sides (:func:`synergic.data.splits.grouped_stratified_split`).
 
     Raises:
-        SynergicError: a class has a single training image, so the validation split cannot hold
-            it (unless ``data.allow_incomplete_validation``, which warns instead).
+        SynergicError: a class has a single training image (grouped: images in a single group),
+            so the validation split cannot hold it (unless ``data.allow_incomplete_validation``,
+            which warns instead); a ``data.validation_group_by`` the data set does not have.
     """
     import warnings
 
-    from synergic.data.splits import stratified_split, unrepresentable_classes
+    from synergic.data.splits import (
+        grouped_stratified_split, stratified_split, unrepresentable_classes,
+    )
 
     fraction = recipe.data.validation_fraction
     if has_validation or fraction <= 0:
         return None
     labels = [int(label) for label in train_set.labels]
-    missing = [train_set.classes[label] for label in unrepresentable_classes(labels)]
+    kind = validation_group_kind(recipe, train_set)
+    groups = None
+    if kind is not None:
+        from synergic.data.datasets.base import dataset_groups
+
+        groups = dataset_groups(train_set, name=recipe.data.dataset)[kind]
+    missing = [train_set.classes[label] for label in unrepresentable_classes(labels, groups)]
     if missing:
+        plural = len(missing) > 1
+        where = (f"{'have' if plural else 'has'} a single training image" if groups is None else
+                 f"{'have' if plural else 'has'} training images in a single {kind} group")
         message = (
-            f"data.validation_fraction={fraction}: class{'es' if len(missing) > 1 else ''} "
-            f"{', '.join(repr(m) for m in missing)} {'have' if len(missing) > 1 else 'has'} a single "
-            "training image, so the carved validation split cannot hold "
-            f"{'them' if len(missing) > 1 else 'it'} and validation AP/AUC would not cover every "
-            "class"
+            f"data.validation_fraction={fraction}: class{'es' if plural else ''} "
+            f"{', '.join(repr(m) for m in missing)} {where}, so the carved validation split "
+            f"cannot hold {'them' if plural else 'it'} and validation AP/AUC would not cover "
+            "every class"
         )
         if not recipe.data.allow_incomplete_validation:
             raise SynergicError(
-                message + "; add images, set data.validation_fraction=0, or set "
-                "data.allow_incomplete_validation=true"
+                message + "; add images, set data.validation_fraction=0, "
+                + ("" if groups is None else "set data.validation_group_by: none, ")
+                + "or set data.allow_incomplete_validation=true"
             )
         warnings.warn(message, stacklevel=2)
-    keep, held_out = stratified_split(labels, fraction, recipe.seed)
+    if groups is None:
+        keep, held_out = stratified_split(labels, fraction, recipe.seed)
+    else:
+        keep, held_out = grouped_stratified_split(labels, groups, fraction, recipe.seed)
     return (keep, held_out) if held_out else None
+
+
+VALIDATION_GROUP_PREFERENCE = ("patient", "lesion")
+"""The kinds of group ``data.validation_group_by: auto`` keeps whole, first found first: a
+patient's images together is the stricter split (one patient, several lesions)."""
+
+
+def validation_group_kind(recipe: Recipe, train_set) -> str | None:
+    """Which kind of the data set's groups (:data:`~synergic.data.datasets.base.GROUPS_ATTRIBUTE`)
+    a carved validation split keeps whole, by ``data.validation_group_by``: ``auto`` takes the
+    first of :data:`VALIDATION_GROUP_PREFERENCE` the data set has, else its first kind, else None
+    (no groups); ``none`` gives None; any other value must be a kind the data set has.
+
+    Raises:
+        SynergicError: ``data.validation_group_by`` names a kind the data set does not have.
+    """
+    from synergic.data.datasets.base import dataset_groups
+    from synergic.errors import did_you_mean
+
+    wanted = recipe.data.validation_group_by
+    if wanted == "none":
+        return None
+    kinds = list(dataset_groups(train_set, name=recipe.data.dataset))
+    if wanted == "auto":
+        preferred = [kind for kind in VALIDATION_GROUP_PREFERENCE if kind in kinds]
+        return (preferred or kinds or [None])[0]
+    if wanted not in kinds:
+        raise SynergicError(
+            f"data.validation_group_by: data set '{recipe.data.dataset}' has no group "
+            f"'{wanted}'{did_you_mean(wanted, kinds)}; its groups: {', '.join(kinds) or '(none)'}"
+            "; or use auto or none"
+        )
+    return wanted
 
 
 def split_table(
@@ -638,7 +736,7 @@ def run(
         record_iterations, update_run_record, write_splits,
     )
     from synergic.training import distributed
-    from synergic.training.trainer import Augmentation, Trainer
+    from synergic.training.trainer import Augmentation, Trainer, TrainingInterrupted
 
     stage = on_stage or (lambda message: None)
     inform = on_info or (lambda line: None)
@@ -664,6 +762,11 @@ def run(
     stage("checking the data and building the model")
     datasets = open_datasets(recipe, download=download)
     classes = list(datasets[0].classes)
+    primary_metric, task_classes = dataset_scoring(datasets[0], recipe.data.dataset)
+    if checkpoint is not None:
+        # Selection continues on the metric the run started with (checkpoints written before
+        # data sets named theirs selected on AP), so best.pt's value stays comparable.
+        primary_metric = (checkpoint.get("metadata") or {}).get("primary_metric", "ap")
     carved = carve_validation(recipe, datasets[0], has_validation=datasets[1] is not None)
     splits = split_table(datasets, carved)
     if recipe.train.select == "best" and "val" not in splits:
@@ -673,6 +776,9 @@ def run(
             "train.select: last"
         )
     record = data_record(classes, splits)
+    grouped_by = validation_group_kind(recipe, datasets[0]) if carved is not None else None
+    if grouped_by is not None:  # metrics.json says which groups the validation split kept whole
+        record["validation_group_by"] = grouped_by
     if checkpoint is not None:
         saved_fingerprint = (checkpoint.get("metadata") or {}).get("data_fingerprint")
         if saved_fingerprint and saved_fingerprint != record["fingerprint"]:
@@ -701,6 +807,14 @@ def run(
         from synergic.data.preprocess import Preprocessing
 
         preprocessing = Preprocessing.from_dict(stored, source=f"{run_dir}/checkpoints/last.pt")
+    from synergic.loggers import LoggerCollection, flat_params, open_loggers, result_metrics
+
+    # A logger that cannot start (a missing package, an unreachable server) fails here, before
+    # any image is decoded; only rank 0 logs.
+    loggers = open_loggers(
+        recipe.loggers, run_dir=run_dir, experiment=recipe.name, resume=resume,
+        start_step=int(checkpoint["step"]) if checkpoint is not None else 0,
+    ) if info.is_main else LoggerCollection()
     if check_only:
         return None
     if not resume and info.is_main:
@@ -761,20 +875,25 @@ def run(
             run_dir, step=int(checkpoint["step"]) if checkpoint is not None else 0,
             old_total=saved_total, new_total=t.iterations,
         )
+        loggers.log_hyperparams(flat_params(recipe))
     trainer = Trainer(
         model, loss, sampler, data.train.images, data.train.labels,
         mean=preprocessing.mean, std=preprocessing.std, iterations=t.iterations,
         optimizer=optimizer, lr_schedule=schedule,
         augmentation=Augmentation(augment.rotation, augment.hflip, augment.vflip, augment.fill),
         seed=recipe.seed, device=distributed.device_for(t.device, info), precision=t.precision,
-        compile=t.compile,
+        compile=t.compile, fuse_components=t.fuse_components,
         channels_last=t.channels_last, grad_clip=t.grad_clip, sync_batchnorm=t.sync_batchnorm,
         validation=(data.validation.images, data.validation.labels) if data.validation else None,
-        aggregator=aggregator, eval_every=t.eval_every, eval_batch_size=t.eval_batch_size,
+        aggregator=aggregator, selection_metric=primary_metric,
+        scorer=metrics_scorer(classes, task_classes),
+        eval_every=t.eval_every, eval_batch_size=t.eval_batch_size,
         checkpoint_every=t.checkpoint_every, checkpoint_dir=run_dir / "checkpoints",
-        log_every=t.log_every, log_path=run_dir / "log.csv", callbacks=callbacks,
+        log_every=t.log_every, log_path=run_dir / "log.csv", callbacks=[*callbacks, loggers],
+        tta=t.tta, ema=t.ema.timm_options() if t.ema.enabled else None, report_ema=t.ema.report,
         metadata={
             "recipe_hash": identity_hash(recipe), "classes": data.classes,
+            "primary_metric": primary_metric, "task_classes": list(task_classes),
             "recipe": recipe.model_dump(mode="json"), "data_fingerprint": record["fingerprint"],
             "data_pixels": record["pixels"],
             "preprocessing": preprocessing.to_dict(),
@@ -787,13 +906,24 @@ def run(
     elif resume:
         stage("no checkpoint yet: training from step 0")
     stage("training")
-    state = trainer.fit()
+    try:
+        state = trainer.fit()
+    except BaseException as error:
+        stopped = isinstance(error, (TrainingInterrupted, KeyboardInterrupt))
+        loggers.finalize("interrupted" if stopped else "failed")
+        raise
 
     stage("evaluating on the test set")
     evaluation, extra = evaluate_selected(trainer, recipe, data, run_dir)
+    extra["tta"] = t.tta  # what produced the test metrics and predictions.csv
+    if trainer.ema is not None:
+        extra["selected"]["weights"] = "ema" if trainer.report_ema else "trained"
     extra.update(threshold_and_calibration_entries(trainer, data, evaluation))
-    extra = {"classes": data.classes, "iterations": state.step, **extra, "data": record,
-             "backbone": backbone}
+    scoring = {"primary_metric": primary_metric}
+    if task_classes:
+        scoring["task_classes"] = list(task_classes)
+    extra = {"classes": data.classes, **scoring, "iterations": state.step, **extra,
+             "data": record, "backbone": backbone}
     if not info.is_main:
         return RunResult(run_dir, {"test": evaluation.metrics}, evaluation)
     if t.n_bootstrap:  # test_ci, test_components_ci, ci: from the predictions (synergic.stats)
@@ -803,13 +933,17 @@ def run(
             evaluation.probabilities.double().numpy(), evaluation.labels.numpy(),
             component_probabilities=[p.double().numpy()
                                      for p in evaluation.component_probabilities],
-            n_bootstrap=t.n_bootstrap, seed=recipe.seed,
+            n_bootstrap=t.n_bootstrap, seed=recipe.seed, classes=data.classes,
+            task_classes=task_classes,
         ), **extra}
     write_results(run_dir, data.classes, data.test.ids, evaluation, extra)
     update_run_record(run_dir, selected=extra["selected"])
     # Only now, with the results written: until here last.pt is what a crashed run resumes from.
     prune_checkpoints(run_dir, t.keep_checkpoints, extra["selected"]["checkpoint"])
     metrics = json.loads((run_dir / "metrics.json").read_text())
+    loggers.log_metrics(result_metrics(metrics), state.step)
+    loggers.log_artifacts(run_dir)
+    loggers.finalize("success")
     return RunResult(run_dir, metrics, evaluation)
 
 
@@ -887,7 +1021,7 @@ def evaluate_selected(trainer, recipe: Recipe, data: PreparedData, run_dir: Path
         return last, extra  # best.pt holds the last weights
     distributed.barrier()  # rank 0 wrote best.pt
     best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
-    trainer.model.load_state_dict(best["model"])
+    trainer.reported_model.load_state_dict(best["model"])  # the EMA weights when reported
     selected = trainer.evaluate(data.test.images, data.test.labels)
     extra["test_last"] = last.metrics
     extra["test_last_components"] = last.component_metrics

@@ -21,23 +21,29 @@ into JSON (``nan`` marks a metric that is undefined for the data, see :func:`com
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from sklearn import metrics as skm
 
-from synergic.errors import SynergicError
+from synergic.errors import SynergicError, did_you_mean
 
 __all__ = [
     "CALIBRATION_BINS",
+    "CLASS_AUC_PREFIX",
+    "DEFAULT_PRIMARY_METRIC",
     "ISIC2017_SENSITIVITIES",
     "ISIC_THRESHOLD",
     "METRIC_NAMES_BINARY",
     "METRIC_NAMES_MULTICLASS",
+    "TASK_AUC",
     "average_precision_trapezoid",
     "calibration_metrics",
     "compute_metrics",
     "expected_calibration_error",
+    "is_metric_name",
+    "metric_names",
     "prior_corrected",
     "primary_metric",
     "rates_at_threshold",
@@ -68,15 +74,75 @@ METRIC_NAMES_MULTICLASS: tuple[str, ...] = ("ap", "auc", "accuracy", "balanced_a
 _ROW_SUM_TOLERANCE = 1e-4
 
 
-def primary_metric(num_classes: int) -> str:
-    """The metric that selects the best checkpoint and ranks runs: average precision.
+#: The primary metric of a data set that names none: average precision, the ranking metric of
+#: the ISIC 2016 challenge and the headline number of the SDL paper (for more than two classes,
+#: the macro average over classes).
+DEFAULT_PRIMARY_METRIC = "ap"
 
-    AP was the ranking metric of the ISIC 2016 challenge and is the headline number of the SDL
-    paper; for more than two classes it is the macro average over classes.
+#: The key of the mean one-vs-rest ROC AUC over a data set's ``task_classes``: the ranking score
+#: of ISIC 2017 Part 3 (the mean of the melanoma and the seborrheic keratosis AUCs).
+TASK_AUC = "task_auc"
+
+#: ``auc_<class>``: the one-vs-rest ROC AUC of one of the ``task_classes``.
+CLASS_AUC_PREFIX = "auc_"
+
+
+def metric_names(num_classes: int, task_classes: Sequence[str] = ()) -> tuple[str, ...]:
+    """The keys :func:`compute_metrics` returns for ``num_classes`` classes and these
+    ``task_classes``, in its order.
+
+    Raises:
+        SynergicError: ``num_classes`` below 2.
     """
     if num_classes < 2:
         raise SynergicError(f"num_classes must be at least 2, got {num_classes}")
-    return "ap"
+    names = METRIC_NAMES_BINARY if num_classes == 2 else METRIC_NAMES_MULTICLASS
+    if task_classes:
+        names += (TASK_AUC, *(CLASS_AUC_PREFIX + name for name in task_classes))
+    return names
+
+
+def is_metric_name(name: str) -> bool:
+    """Whether ``name`` is a key :func:`compute_metrics` can return for some data set: one of
+    :data:`METRIC_NAMES_BINARY`, :data:`METRIC_NAMES_MULTICLASS`, :data:`TASK_AUC`, or
+    ``auc_<class>``."""
+    return (
+        name in METRIC_NAMES_BINARY
+        or name in METRIC_NAMES_MULTICLASS
+        or name == TASK_AUC
+        or (name.startswith(CLASS_AUC_PREFIX) and len(name) > len(CLASS_AUC_PREFIX))
+    )
+
+
+def primary_metric(
+    num_classes: int,
+    name: str | None = None,
+    *,
+    task_classes: Sequence[str] = (),
+    dataset: str = "the data set",
+) -> str:
+    """The metric that selects the best checkpoint and ranks runs: ``name`` (a data set's
+    ``primary_metric`` attribute, :data:`synergic.data.datasets.base.PRIMARY_METRIC_ATTRIBUTE`),
+    checked to be a key :func:`compute_metrics` returns for ``num_classes`` classes and
+    ``task_classes``; :data:`DEFAULT_PRIMARY_METRIC` (``"ap"``) when ``name`` is None.
+
+    The built-in data sets name their challenge's ranking metric: isic2016 ``ap``, isic2017
+    ``task_auc``, isic2018 and isic2019 ``balanced_accuracy``, isic2020 ``auc``.
+
+    Raises:
+        SynergicError: ``num_classes`` below 2, or a ``name`` that is not such a key (one line
+            naming ``dataset`` and the valid names).
+    """
+    names = metric_names(num_classes, task_classes)
+    if name is None:
+        return DEFAULT_PRIMARY_METRIC
+    if name not in names:
+        hint = did_you_mean(name, names) if isinstance(name, str) else ""
+        raise SynergicError(
+            f"data set '{dataset}': its primary_metric {name!r} is not a metric synergic reports "
+            f"for {num_classes} classes{hint}; use one of {', '.join(names)}"
+        )
+    return name
 
 
 def average_precision_trapezoid(is_positive: np.ndarray, scores: np.ndarray) -> float:
@@ -94,7 +160,12 @@ def average_precision_trapezoid(is_positive: np.ndarray, scores: np.ndarray) -> 
 
 
 def compute_metrics(
-    probabilities: np.ndarray, labels: np.ndarray, *, positive_class: int = 1
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    *,
+    positive_class: int = 1,
+    classes: Sequence[str] | None = None,
+    task_classes: Sequence[str] = (),
 ) -> dict[str, float]:
     """Score class probabilities against integer labels.
 
@@ -103,6 +174,10 @@ def compute_metrics(
         labels: ``[N]`` true class indices in ``0..K-1``.
         positive_class: for ``K == 2``, the class that counts as positive (malignant in ISIC
             2016); ignored for ``K > 2``.
+        classes: the ``K`` class names, in column order; needed only with ``task_classes``.
+        task_classes: names (in ``classes``) of the classes scored one-vs-rest, as the
+            challenge's binary tasks: ISIC 2017 Part 3's ``("melanoma",
+            "seborrheic_keratosis")``.
 
     Returns:
         For ``K == 2`` the keys of :data:`METRIC_NAMES_BINARY`:
@@ -115,23 +190,80 @@ def compute_metrics(
           strictly greater than :data:`ISIC_THRESHOLD`.
 
         For ``K > 2`` the keys of :data:`METRIC_NAMES_MULTICLASS`: ``accuracy`` of the argmax,
-        ``balanced_accuracy``, ``auc`` (macro one-vs-rest) and ``ap`` (macro mean of per-class AP).
+        ``balanced_accuracy`` (the mean recall over the classes present in ``labels``: the ISIC
+        scorer's balanced multiclass accuracy, ranking metric of ISIC 2018 and 2019), ``auc``
+        (macro one-vs-rest) and ``ap`` (macro mean of per-class AP). A row whose highest
+        probability is shared by several classes predicts none of them (the scorer's
+        "undecided"): it counts as wrong in ``accuracy`` and ``balanced_accuracy``.
+
+        With ``task_classes``, then: ``task_auc`` (:data:`TASK_AUC`), the mean of the
+        one-vs-rest ROC AUCs of those classes (``roc_auc_score(labels == k, p[:, k])``), and
+        ``auc_<class>`` for each, in the order given.
 
         A metric that the labels leave undefined is ``nan``, without a warning: for ``K == 2``,
         ``ap``, ``ap_trapezoid`` and ``auc`` when only one class is present, ``sensitivity`` when
         no case is positive, ``specificity`` when none is negative (the ISIC scorer returns 1.0
         for those two); for ``K > 2``, ``auc`` and ``ap`` when some class is absent from
-        ``labels``.
+        ``labels``; ``auc_<class>`` when every label is, or none is, that class, and
+        ``task_auc`` when one of its terms is ``nan``.
+
+    Raises:
+        SynergicError: inputs that are not ``[N, K]`` probabilities and ``[N]`` labels in
+            ``0..K-1``; ``task_classes`` without ``classes``, or naming a class not in them.
     """
     probabilities, labels = _validated(probabilities, labels)
     num_classes = probabilities.shape[1]
+    tasks = _task_columns(classes, task_classes, num_classes)
     if num_classes == 2:
         if positive_class not in (0, 1):
             raise SynergicError(
                 f"positive_class must be 0 or 1 for two classes, got {positive_class}"
             )
-        return _binary_metrics(probabilities[:, positive_class], labels == positive_class)
-    return _multiclass_metrics(probabilities, labels)
+        result = _binary_metrics(probabilities[:, positive_class], labels == positive_class)
+    else:
+        result = _multiclass_metrics(probabilities, labels)
+    if tasks:
+        aucs = {
+            CLASS_AUC_PREFIX + name: _one_vs_rest_auc(labels == k, probabilities[:, k])
+            for name, k in tasks
+        }
+        result[TASK_AUC] = float(np.mean(list(aucs.values())))  # nan when a term is nan
+        result.update(aucs)
+    return result
+
+
+def _task_columns(
+    classes: Sequence[str] | None, task_classes: Sequence[str], num_classes: int
+) -> list[tuple[str, int]]:
+    if isinstance(task_classes, str):
+        task_classes = (task_classes,)
+    if not task_classes:
+        return []
+    if classes is None:
+        raise SynergicError(
+            "task_classes need the class names: pass classes=[...] to compute_metrics"
+        )
+    classes = list(classes)
+    if len(classes) != num_classes:
+        raise SynergicError(
+            f"classes names {len(classes)} classes but the probabilities have {num_classes} "
+            "columns"
+        )
+    columns = []
+    for name in task_classes:
+        if name not in classes:
+            raise SynergicError(
+                f"task class {name!r} is not one of the classes {', '.join(classes)}"
+                f"{did_you_mean(str(name), classes)}"
+            )
+        columns.append((str(name), classes.index(name)))
+    return columns
+
+
+def _one_vs_rest_auc(is_positive: np.ndarray, scores: np.ndarray) -> float:
+    if is_positive.all() or not is_positive.any():
+        return math.nan
+    return float(skm.roc_auc_score(is_positive, scores))
 
 
 def _binary_metrics(positive_probability: np.ndarray, is_positive: np.ndarray) -> dict[str, float]:
@@ -165,6 +297,10 @@ def _binary_metrics(positive_probability: np.ndarray, is_positive: np.ndarray) -
 def _multiclass_metrics(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     num_classes = probabilities.shape[1]
     predicted = probabilities.argmax(axis=1)
+    # A maximum shared by two classes decides nothing (-1, never right), as the ISIC scorer's
+    # "undecided" label: argmax alone would hand the tie to the lower class index.
+    tied = (probabilities == probabilities.max(axis=1, keepdims=True)).sum(axis=1) > 1
+    predicted[tied] = -1
     every_class_present = np.unique(labels).size == num_classes
     if every_class_present:
         # roc_auc_score insists on rows summing to 1 within its own tolerance; renormalising

@@ -309,6 +309,9 @@ pair_samplers: Registry = Registry("pair sampler", on_first_read=_load_plugins)
 synergic_heads: Registry = Registry("synergic head", on_first_read=_load_plugins)
 #: Aggregators: ``fn(logits: list[Tensor]) -> Tensor`` of class probabilities.
 aggregators: Registry = Registry("aggregator", on_first_read=_load_plugins)
+#: Logger factories: ``factory(*, run_dir, experiment, resume, start_step, **options)`` giving a
+#: :class:`synergic.loggers.Logger` (recipe key ``loggers``).
+loggers: Registry = Registry("logger", on_first_read=_load_plugins)
 
 ALL = {
     "backbones": backbones,
@@ -316,4 +319,5 @@ ALL = {
     "pair_samplers": pair_samplers,
     "synergic_heads": synergic_heads,
     "aggregators": aggregators,
+    "loggers": loggers,
 }

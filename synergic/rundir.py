@@ -9,6 +9,7 @@
                         train.iterations (extensions), the selected checkpoint
     splits.csv          image,split,label: every image of train, val and test, as used
     log.csv             step, each loss term, learning rate, seconds per step
+    tensorboard/        event files of the tensorboard logger (recipe key ``loggers``)
     checkpoints/        last.pt (resumable), best.pt (weights only: the best validation AP, when
                         there is a validation split); after the run, those of
                         train.keep_checkpoints (:func:`prune_checkpoints`)
@@ -49,16 +50,20 @@ RESULT_NEUTRAL_KEYS: tuple[str, ...] = (
     "data.cache",
     "data.cache_dir",
     "train.device",
+    "train.fuse_components",
     "train.num_workers",
     "train.eval_batch_size",
     "train.checkpoint_every",
     "train.keep_checkpoints",
     "train.log_every",
     "train.n_bootstrap",
+    "loggers",
 )
 """Recipe keys that change where files live or how fast and how often things happen, never what a
 run computes (``train.n_bootstrap`` only changes how finely the intervals around its results are
-estimated). Two runs whose recipes differ only in these are the same experiment (sweeps, reports),
+estimated; ``loggers`` only where the same values are also sent; ``train.device`` and
+``train.fuse_components`` change which kernels compute the same mathematics, so results agree up to
+float reassociation). Two runs whose recipes differ only in these are the same experiment (sweeps, reports),
 and a run may be resumed with them changed."""
 
 RELOCATABLE_KEYS: tuple[str, ...] = ("data.root",)
@@ -245,6 +250,11 @@ def apply_neutral_overrides(recipe: Recipe, overrides: Sequence[str], *, source:
     allowed = (*RESULT_NEUTRAL_KEYS, *RELOCATABLE_KEYS)
     for override in overrides:
         key = override.split("=", 1)[0].strip()
+        if key == "train.tta":  # changes the test metrics, not the model: eval/predict --tta
+            raise SynergicError(
+                "--set train.tta: the run's test-time augmentation is part of its results; "
+                "evaluate with another one with --tta none|flips|d4 instead"
+            )
         if not any(key == a or key.startswith(a + ".") for a in allowed):
             raise SynergicError(
                 f"--set {key}: only keys that do not change what a run computes can be set here "
@@ -399,6 +409,10 @@ def data_record(
     return record
 
 
+FINGERPRINT_CHUNK_BYTES = 64 * 1024**2
+""":func:`pixel_fingerprints` reads the images this many bytes at a time."""
+
+
 def pixel_fingerprints(images: Mapping[str, Any]) -> dict[str, str | None]:
     """SHA-256 (hex) of each split's decoded images, uint8 ``[N, 3, S, S]`` as the model sees them
     (after decoding and resizing, in the split's order); None for a split that is absent.
@@ -412,9 +426,12 @@ def pixel_fingerprints(images: Mapping[str, Any]) -> dict[str, str | None]:
         if tensor is None:
             hashes[split] = None
             continue
-        array = tensor.contiguous().numpy()
-        digest = hashlib.sha256(f"{tuple(array.shape)}|".encode())
-        digest.update(memoryview(array).cast("B"))
+        digest = hashlib.sha256(f"{tuple(tensor.shape)}|".encode())
+        # In chunks: a memory-mapped set (or a view of one) is never copied whole.
+        rows = max(1, FINGERPRINT_CHUNK_BYTES // max(1, tensor.shape[1:].numel()))
+        for start in range(0, len(tensor), rows):
+            chunk = tensor[start : start + rows].contiguous().numpy()
+            digest.update(memoryview(chunk).cast("B"))
         hashes[split] = digest.hexdigest()
     return hashes
 

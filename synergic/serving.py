@@ -40,6 +40,9 @@ class TrainedRun:
     """How the run turned files into inputs, as its checkpoint records it."""
     checkpoint: Path
     """The checkpoint file the weights came from."""
+    weights: str = "trained"
+    """``"ema"`` when the model holds the run's EMA of the weights (``train.ema`` with
+    ``report``), else ``"trained"``."""
 
 
 def open_run(
@@ -52,6 +55,8 @@ def open_run(
     :func:`synergic.rundir.apply_neutral_overrides`). The preprocessing is the
     checkpoint's ``metadata["preprocessing"]``; never derived from the rebuilt model, whose
     backbone may report other defaults than the one trained (a plugin, another timm version).
+    The weights are those the run reports (:func:`~synergic.training.checkpoint.reported_weights`):
+    its EMA of the weights when ``train.ema`` reported them.
 
     Raises:
         SynergicError: no run there, no such checkpoint (or one that ``train.keep_checkpoints``
@@ -61,7 +66,7 @@ def open_run(
     from synergic.models.sdl import build_model
     from synergic.recipe import load_recipe
     from synergic.rundir import apply_neutral_overrides, checkpoint_not_kept
-    from synergic.training.checkpoint import load_checkpoint
+    from synergic.training.checkpoint import load_checkpoint, reported_weights
 
     run_dir = Path(run_dir)
     if not (run_dir / "recipe.yaml").is_file():
@@ -89,7 +94,9 @@ def open_run(
         synergic_head=m.synergic_head.name, synergic_head_options=m.synergic_head.options,
     )
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(reported_weights(state))
+    except SynergicError as error:
+        raise SynergicError(f"{path}: {error}") from None
     except RuntimeError as error:
         raise SynergicError(
             f"{path} does not fit the model of {run_dir / 'recipe.yaml'}: "
@@ -97,7 +104,22 @@ def open_run(
         ) from None
     model.eval()
     preprocessing = _stored_preprocessing(metadata, path, recipe, model)
-    return TrainedRun(recipe, model, classes, preprocessing, path)
+    is_ema = state.get("model_is_ema") or state.get("reported_weights") == "model_ema"
+    return TrainedRun(recipe, model, classes, preprocessing, path, "ema" if is_ema else "trained")
+
+
+def run_tta(run_dir: Path) -> str:
+    """The test-time augmentation a run evaluated with: ``train.tta`` of its ``recipe.yaml``
+    (``none`` for runs from before TTA).
+
+    Raises:
+        SynergicError: no run there, or a recipe.yaml that does not load."""
+    from synergic.recipe import load_recipe
+
+    path = Path(run_dir) / "recipe.yaml"
+    if not path.is_file():
+        raise SynergicError(f"{run_dir} holds no synergic run (no recipe.yaml)")
+    return load_recipe(path).train.tta
 
 
 def load_run(run_dir: Path, checkpoint: str = "last"):
@@ -131,10 +153,17 @@ def _stored_preprocessing(
 
 
 def evaluate_run(
-    run_dir: Path, *, split: str = "test", checkpoint: str = "last", overrides: Sequence[str] = ()
+    run_dir: Path, *, split: str = "test", checkpoint: str = "last", overrides: Sequence[str] = (),
+    tta: str | None = None,
 ) -> dict:
     """Metrics of a run's checkpoint on one split of its data set, decoded with the run's stored
-    preprocessing: ``{"aggregate": {...}, "components": [{...}, ...]}``."""
+    preprocessing: ``{"aggregate": {...}, "components": [{...}, ...], "tta": ..., "weights":
+    ...}``.
+
+    ``tta``: test-time augmentation (``none``, ``flips``, ``d4``, see :mod:`synergic.tta`);
+    None: the run's own ``train.tta``, so the run's test metrics are reproduced. ``weights``:
+    ``"ema"`` or ``"trained"`` (:attr:`TrainedRun.weights`). Nothing is written: the run's
+    ``metrics.json`` stays the run's."""
     from synergic import registry
     from synergic.experiment import prepare_data
     from synergic.training.evaluation import evaluate
@@ -142,6 +171,7 @@ def evaluate_run(
 
     run = open_run(run_dir, checkpoint, overrides=overrides)
     recipe = run.recipe
+    tta = recipe.train.tta if tta is None else tta
     try:
         data = prepare_data(recipe, progress=True, preprocessing=run.preprocessing)
     except SynergicError as error:
@@ -160,9 +190,11 @@ def evaluate_run(
         run.model, chosen.images, chosen.labels, mean=run.preprocessing.mean,
         std=run.preprocessing.std, aggregator=registry.aggregators.get(recipe.model.aggregator),
         batch_size=recipe.train.eval_batch_size, device=resolve_device(recipe.train.device),
-        precision=recipe.train.precision, channels_last=recipe.train.channels_last,
+        precision=recipe.train.precision, channels_last=recipe.train.channels_last, tta=tta,
+        scorer=data.scorer(),
     )
-    return {"aggregate": result.metrics, "components": result.component_metrics}
+    return {"aggregate": result.metrics, "components": result.component_metrics, "tta": tta,
+            "weights": run.weights}
 
 
 def _image_files(paths: list[Path]) -> list[Path]:
@@ -189,9 +221,13 @@ def _image_files(paths: list[Path]) -> list[Path]:
 
 @torch.inference_mode()
 def predict_images(
-    run_dir: Path, paths: list[Path], *, checkpoint: str = "last", overrides: Sequence[str] = ()
+    run_dir: Path, paths: list[Path], *, checkpoint: str = "last", overrides: Sequence[str] = (),
+    tta: str | None = None,
 ):
     """``(classes, [(path, probabilities), ...])`` for image files or folders of images.
+
+    ``tta``: test-time augmentation (``none``, ``flips``, ``d4``, see :mod:`synergic.tta`);
+    None: the run's own ``train.tta``, as its ``predictions.csv`` was made.
 
     Every file goes through the run's stored preprocessing (:meth:`Preprocessing.load
     <synergic.data.preprocess.Preprocessing.load>`, then its mean/std) and the model is run as the
@@ -210,6 +246,7 @@ def predict_images(
         run.model, images, mean=preprocessing.mean, std=preprocessing.std,
         batch_size=recipe.train.eval_batch_size, device=resolve_device(recipe.train.device),
         precision=recipe.train.precision, channels_last=recipe.train.channels_last,
+        tta=recipe.train.tta if tta is None else tta,
     )
     probabilities = registry.aggregators.get(recipe.model.aggregator)(logits)
     return run.classes, [(str(f), row) for f, row in zip(files, probabilities.tolist())]
@@ -233,3 +270,114 @@ def _missing_checkpoint_hint(run_dir: Path, checkpoint: str) -> str:
                 "split holding one class, or eval_every 0), so the run reports its last weights; "
                 "use --checkpoint last")
     return ": use --checkpoint last"
+
+
+# -- challenge submission files ----------------------------------------------------------------
+
+#: The challenges whose submission CSV ``synergic predict --format`` writes
+#: (:func:`submission_csv`).
+SUBMISSION_FORMATS: tuple[str, ...] = ("isic2016", "isic2017", "isic2018", "isic2019", "isic2020")
+
+#: ISIC 2017 Part 3's two binary tasks: the prediction columns after ``image_id``.
+ISIC2017_TASKS: tuple[str, ...] = ("melanoma", "seborrheic_keratosis")
+#: ISIC 2018 Task 3's diagnosis columns after ``image``, in the ground truth's order.
+ISIC2018_COLUMNS: tuple[str, ...] = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
+#: ISIC 2019's diagnosis columns after ``image``; ``UNK`` (none of the others) has no training
+#: images, so an 8-class model's submission says 0.0 for it.
+ISIC2019_COLUMNS: tuple[str, ...] = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK")
+
+
+def submission_csv(
+    challenge: str, classes: Sequence[str], rows: Sequence[tuple[str, Sequence[float]]]
+) -> str:
+    """The submission CSV of an ISIC challenge for class probabilities of images.
+
+    Args:
+        challenge: one of :data:`SUBMISSION_FORMATS`.
+        classes: the run's class names, in the order of each row's probabilities.
+        rows: ``(image path or id, [K] probabilities)`` per image, as :func:`predict_images`
+            gives them. The image id is the file name without its extension
+            (``ISIC_0000003.jpg`` -> ``ISIC_0000003``), as the challenges list images.
+
+    Returns:
+        The CSV text (``\n`` line ends, probabilities as Python's shortest float repr):
+
+        - ``isic2016``: ``ISIC_0000003,0.73`` rows, no header: the malignant probability of
+          a ``benign``/``malignant`` model (ISIC 2016 Part 3).
+        - ``isic2017``: ``image_id,melanoma,seborrheic_keratosis``: each task's class
+          probability from a model whose classes include both (the 3-class
+          nevus/melanoma/seborrheic_keratosis model); from a model of one binary task (classes
+          ``other`` and ``melanoma``, or ``other`` and ``seborrheic_keratosis``) only that
+          task's column, to be scored on that task alone.
+        - ``isic2018``: ``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC`` from a model of exactly those
+          classes (in any order).
+        - ``isic2019``: ``image,MEL,NV,BCC,AK,BKL,DF,VASC,SCC,UNK`` from a model of the eight
+          diagnoses (``UNK`` = 0.0) or of all nine.
+        - ``isic2020``: ``image_name,target``: the malignant probability of a
+          ``benign``/``malignant`` model.
+
+    Raises:
+        SynergicError: an unknown challenge, or classes that do not fit its columns (one line
+            naming the classes needed).
+    """
+    import io
+
+    from synergic.data.names import CsvWriter, printable_name
+
+    classes = [str(c) for c in classes]
+    header, columns = _submission_columns(challenge, classes)
+    text = io.StringIO()
+    writer = CsvWriter(text)
+    if header is not None:
+        writer.writerow(header)
+    for path, probabilities in rows:
+        image_id = printable_name(Path(str(path)).stem)
+        writer.writerow([image_id, *(
+            "0.0" if k is None else repr(float(probabilities[k])) for k in columns
+        )])
+    return text.getvalue()
+
+
+def _submission_columns(challenge: str, classes: list[str]) -> tuple[list[str] | None, list]:
+    """The header (None: none) and, per value column, the class index it takes (None: 0.0)."""
+    from synergic.errors import did_you_mean
+
+    def refuse(needed: str) -> SynergicError:
+        return SynergicError(
+            f"--format {challenge}: the run's classes ({', '.join(classes)}) do not fit the "
+            f"challenge's submission; it needs {needed}"
+        )
+
+    def binary_positive() -> int:
+        if len(classes) != 2 or "malignant" not in classes:
+            raise refuse("a model of two classes, one of them 'malignant' (e.g. benign, malignant)")
+        return classes.index("malignant")
+
+    if challenge == "isic2016":
+        return None, [binary_positive()]
+    if challenge == "isic2020":
+        return ["image_name", "target"], [binary_positive()]
+    if challenge == "isic2017":
+        tasks = [task for task in ISIC2017_TASKS if task in classes]
+        if len(classes) == 2 and len(tasks) == 1:  # one of the two binary tasks
+            return ["image_id", tasks[0]], [classes.index(tasks[0])]
+        if len(classes) < 3 or len(tasks) != 2:
+            raise refuse("classes that include melanoma and seborrheic_keratosis (the 3-class "
+                         "model), or one binary task (other and melanoma, or other and "
+                         "seborrheic_keratosis)")
+        return ["image_id", *ISIC2017_TASKS], [classes.index(task) for task in ISIC2017_TASKS]
+    if challenge == "isic2018":
+        if sorted(classes) != sorted(ISIC2018_COLUMNS):
+            raise refuse(f"exactly the classes {', '.join(ISIC2018_COLUMNS)}")
+        return ["image", *ISIC2018_COLUMNS], [classes.index(c) for c in ISIC2018_COLUMNS]
+    if challenge == "isic2019":
+        if sorted(classes) not in (sorted(ISIC2019_COLUMNS[:-1]), sorted(ISIC2019_COLUMNS)):
+            raise refuse(f"the classes {', '.join(ISIC2019_COLUMNS[:-1])}, with or without UNK")
+        return ["image", *ISIC2019_COLUMNS], [
+            classes.index(c) if c in classes else None for c in ISIC2019_COLUMNS
+        ]
+    raise SynergicError(
+        f"unknown submission format {challenge!r}"
+        f"{did_you_mean(str(challenge), SUBMISSION_FORMATS)}; "
+        f"choose one of {', '.join(SUBMISSION_FORMATS)}"
+    )

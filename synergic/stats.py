@@ -144,6 +144,8 @@ def metric_intervals(
     *,
     component_probabilities: Sequence[np.ndarray] = (),
     positive_class: int = 1,
+    classes: Sequence[str] | None = None,
+    task_classes: Sequence[str] = (),
     n_bootstrap: int = DEFAULT_N_BOOTSTRAP,
     level: float = CI_LEVEL,
     seed: int = 0,
@@ -158,6 +160,8 @@ def metric_intervals(
         labels: ``[N]`` true class indices.
         component_probabilities: ``[N, K]`` probabilities of each component, if any.
         positive_class: as :func:`~synergic.metrics.compute_metrics` (two classes).
+        classes, task_classes: as :func:`~synergic.metrics.compute_metrics`: with task classes
+            the intervals cover ``task_auc`` and each ``auc_<class>`` too.
         n_bootstrap, level, seed: as :func:`stratified_bootstrap`.
 
     Returns:
@@ -173,12 +177,13 @@ def metric_intervals(
     models = [np.asarray(probabilities, dtype=np.float64)]
     models += [np.asarray(p, dtype=np.float64) for p in component_probabilities]
     labels = np.asarray(labels)
-    names = list(compute_metrics(models[0], labels, positive_class=positive_class))
+    options = {"positive_class": positive_class, "classes": classes, "task_classes": task_classes}
+    names = list(compute_metrics(models[0], labels, **options))
 
     def scores(indices: np.ndarray) -> np.ndarray:
         values = []
         for p in models:  # one compute_metrics call per model and resample: it is the cost
-            metrics = compute_metrics(p[indices], labels[indices], positive_class=positive_class)
+            metrics = compute_metrics(p[indices], labels[indices], **options)
             values.extend(metrics[name] for name in names)
         return np.array(values)
 
@@ -345,6 +350,8 @@ def paired_comparison(
     *,
     metric: str = "auc",
     positive_class: int = 1,
+    classes: Sequence[str] | None = None,
+    task_classes: Sequence[str] = (),
     n_bootstrap: int = DEFAULT_N_BOOTSTRAP,
     level: float = CI_LEVEL,
     seed: int = 0,
@@ -362,8 +369,10 @@ def paired_comparison(
         probabilities_a, probabilities_b: ``[N, K]`` class probabilities of models A and B for
             the same images, in the same order.
         labels: ``[N]`` true class indices.
-        metric: a key of :func:`~synergic.metrics.compute_metrics` for ``K`` classes.
-        positive_class, n_bootstrap, level, seed: as :func:`metric_intervals`.
+        metric: a key of :func:`~synergic.metrics.compute_metrics` for ``K`` classes (and
+            ``task_classes``: ``task_auc``, ``auc_<class>``).
+        positive_class, classes, task_classes, n_bootstrap, level, seed: as
+            :func:`metric_intervals`.
 
     Returns:
         ``{"metric", "a", "b", "difference", "ci": [low, high], "p_value", "z", "test",
@@ -383,19 +392,18 @@ def paired_comparison(
             f"the two models' probabilities differ in shape, {probabilities_a.shape} and "
             f"{probabilities_b.shape}: score both on the same images and classes"
         )
-    metrics_a = compute_metrics(probabilities_a, labels, positive_class=positive_class)
+    options = {"positive_class": positive_class, "classes": classes, "task_classes": task_classes}
+    metrics_a = compute_metrics(probabilities_a, labels, **options)
     if metric not in metrics_a:
         raise SynergicError(
             f"unknown metric '{metric}' for {probabilities_a.shape[1]} classes: choose one of "
             f"{', '.join(metrics_a)}"
         )
-    metrics_b = compute_metrics(probabilities_b, labels, positive_class=positive_class)
+    metrics_b = compute_metrics(probabilities_b, labels, **options)
 
     def difference(indices: np.ndarray) -> np.ndarray:
-        a = compute_metrics(probabilities_a[indices], labels[indices],
-                            positive_class=positive_class)[metric]
-        b = compute_metrics(probabilities_b[indices], labels[indices],
-                            positive_class=positive_class)[metric]
+        a = compute_metrics(probabilities_a[indices], labels[indices], **options)[metric]
+        b = compute_metrics(probabilities_b[indices], labels[indices], **options)[metric]
         return np.array([b - a])
 
     low, high = stratified_bootstrap(

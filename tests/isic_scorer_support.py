@@ -8,6 +8,13 @@ truth CSV with a header ``image,<category>,...`` holding one-hot values and a pr
 the same columns. :func:`score_with_isic` converts both, runs the scorer, and returns the
 scorer's per-category metrics for ``malignant`` under synergic's metric names.
 
+The later challenges (2017-2020) go through the same door, :func:`score_classification`: a truth
+CSV in the official layout (``image_id,melanoma,seborrheic_keratosis`` for 2017, one-hot
+``image,MEL,...`` for 2018 and 2019, ``image_name,...,target`` for 2020) and a submission CSV as
+``synergic predict --format isicYYYY`` writes it are rewritten with the scorer's ``image`` column
+(:func:`write_scorer_table`), and the scorer's whole result comes back: per-category metrics,
+their macro averages, the aggregate balanced multiclass accuracy and the overall score.
+
 The scorer is found in one of two ways:
 
 - ``SYNERGIC_ISIC_SCORER_PYTHON=/path/to/python``: run it in a subprocess with that interpreter
@@ -142,29 +149,62 @@ def write_scorer_predictions(predictions_csv: Path, path: Path) -> None:
         writer.writerows(rows)
 
 
-def score_with_isic(predictions_csv: Path, ground_truth_csv: Path) -> dict[str, float]:
-    """Score synergic's ``predictions.csv`` against ISIC 2016 ground truth with the ISIC scorer.
+def read_table(path: Path, id_column: str, columns: tuple[str, ...]) -> dict[str, list[str]]:
+    """``{image id: [value text per column]}`` of a CSV with a header naming ``id_column`` and
+    ``columns`` (other columns, e.g. 2020's ``patient_id``, are ignored); values stay strings, so
+    the scorer parses exactly what was written."""
+    with Path(path).open(newline="") as stream:
+        reader = csv.DictReader(stream)
+        missing = {id_column, *columns} - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"{path}: header {reader.fieldnames} lacks {sorted(missing)}")
+        return {row[id_column]: [row[c] for c in columns] for row in reader}
 
-    Returns the scorer's ``malignant`` per-category metrics under synergic's names
-    (:data:`SCORER_TO_SYNERGIC`): ``ap``, ``auc``, ``accuracy``, ``sensitivity``,
-    ``specificity``. Raises :class:`ScorerUnavailable` when the scorer cannot be run and
-    ``RuntimeError`` when it rejects the files (missing or extra images, bad values).
+
+def write_scorer_table(table: dict[str, list[str]], columns: tuple[str, ...], path: Path) -> None:
+    """Write ``table`` (:func:`read_table`) as the scorer reads it: ``image,<columns>``."""
+    with Path(path).open("w", newline="") as stream:
+        writer = csv.writer(stream, lineterminator="\n")
+        writer.writerow(["image", *columns])
+        writer.writerows([image, *values] for image, values in table.items())
+
+
+def score_classification(
+    truth: dict[str, list[str]],
+    predictions: dict[str, list[str]],
+    categories: tuple[str, ...],
+    metric: str = "balanced_accuracy",
+) -> dict:
+    """Run the scorer's ``classification`` command on ``truth`` and ``predictions`` (tables of
+    :func:`read_table` over ``categories``) with its target ``metric`` (``balanced_accuracy``,
+    ``auc`` or ``ap``).
+
+    Returns:
+        ``{"overall": float, "per_category": {metric: {category: float}}, "macro_average":
+        {metric: float}, "aggregate": {"balanced_accuracy": float}}``, the scorer's
+        ``to_dict(rocs=False)``.
+
+    Raises:
+        ScorerUnavailable: the scorer cannot be run; RuntimeError: it rejects the files.
     """
-    truth = read_isic2016_ground_truth(Path(ground_truth_csv))
     with tempfile.TemporaryDirectory(prefix="isic-scorer-") as workdir:
         truth_path = Path(workdir) / "truth.csv"
         prediction_path = Path(workdir) / "predictions.csv"
-        write_scorer_ground_truth(truth, truth_path)
-        write_scorer_predictions(Path(predictions_csv), prediction_path)
+        write_scorer_table(truth, categories, truth_path)
+        write_scorer_table(predictions, categories, prediction_path)
         python = os.environ.get(SCORER_PYTHON_ENV)
         if python:
-            per_category = _per_category_by_subprocess(python, truth_path, prediction_path, workdir)
-        else:
-            per_category = _per_category_in_process(truth_path, prediction_path)
-    return {ours: float(per_category[theirs]) for theirs, ours in SCORER_TO_SYNERGIC.items()}
+            output = _run_scorer_python(
+                python,
+                ["-m", "isic_challenge_scoring", "-o", "json", "classification",
+                 str(truth_path), str(prediction_path), "-m", metric],
+                cwd=workdir,
+            )
+            return json.loads(output)
+        return _score_in_process(truth_path, prediction_path, metric)
 
 
-def _per_category_in_process(truth_path: Path, prediction_path: Path) -> dict[str, float]:
+def _score_in_process(truth_path: Path, prediction_path: Path, metric: str) -> dict:
     _require_importable()
     from isic_challenge_scoring import ClassificationMetric, ClassificationScore, ScoreError
 
@@ -174,25 +214,30 @@ def _per_category_in_process(truth_path: Path, prediction_path: Path) -> dict[st
         warnings.simplefilter("ignore", DeprecationWarning)
         try:
             score = ClassificationScore.from_file(
-                truth_path, prediction_path, ClassificationMetric.AVERAGE_PRECISION
+                truth_path, prediction_path, ClassificationMetric(metric)
             )
         except ScoreError as error:
             raise RuntimeError(f"the ISIC scorer rejected the files: {error}") from error
-    return {name: float(value) for name, value in score.per_category.loc[POSITIVE_CATEGORY].items()}
+    return json.loads(json.dumps(score.to_dict(rocs=False), default=float))
 
 
-def _per_category_by_subprocess(
-    python: str, truth_path: Path, prediction_path: Path, workdir: str
-) -> dict[str, float]:
-    # `-m ap` only picks the scorer's "overall" number; the per-category table is the same for all.
-    output = _run_scorer_python(
-        python,
-        ["-m", "isic_challenge_scoring", "-o", "json", "classification"]
-        + [str(truth_path), str(prediction_path), "-m", "ap"],
-        cwd=workdir,
-    )
-    per_category = json.loads(output)["per_category"]  # {metric: {category: value}}
-    return {metric: values[POSITIVE_CATEGORY] for metric, values in per_category.items()}
+def score_with_isic(predictions_csv: Path, ground_truth_csv: Path) -> dict[str, float]:
+    """Score synergic's ``predictions.csv`` against ISIC 2016 ground truth with the ISIC scorer.
+
+    Returns the scorer's ``malignant`` per-category metrics under synergic's names
+    (:data:`SCORER_TO_SYNERGIC`): ``ap``, ``auc``, ``accuracy``, ``sensitivity``,
+    ``specificity``. Raises :class:`ScorerUnavailable` when the scorer cannot be run and
+    ``RuntimeError`` when it rejects the files (missing or extra images, bad values).
+    """
+    truth = read_isic2016_ground_truth(Path(ground_truth_csv))
+    truth_table = {image: [repr(1.0 - malignant), repr(malignant)]
+                   for image, malignant in truth.items()}
+    predictions = read_table(Path(predictions_csv), "image", CATEGORIES)
+    # The target metric only picks the scorer's "overall" number; the per-category table is the
+    # same for all.
+    per_category = score_classification(truth_table, predictions, CATEGORIES, "ap")["per_category"]
+    return {ours: float(per_category[theirs][POSITIVE_CATEGORY])
+            for theirs, ours in SCORER_TO_SYNERGIC.items()}
 
 
 def _run_scorer_python(python: str, arguments: list[str], cwd: str | None = None) -> str:

@@ -18,6 +18,7 @@ from synergic.data.cache import (
     cacheable,
     cached_decode,
     decode_images,
+    decode_to_file,
     default_cache_dir,
 )
 from synergic.data.preprocess import Preprocessing
@@ -355,3 +356,209 @@ def test_real_jpegs_through_file_image_dataset(tmp_path, monkeypatch):
     assert torch.equal(
         cached_decode(data, image_size=16, resample="bicubic", cache_dir=store), first
     )
+
+
+# --- data sets too large for memory: decoded into a memory-mapped file ---------------------------
+
+
+def _mapped_file(tensor: torch.Tensor) -> str | None:
+    """The file whose mapping holds ``tensor``'s data (from /proc/self/maps), or None."""
+    address = tensor.data_ptr()
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        fields = line.split(maxsplit=5)
+        start, end = (int(x, 16) for x in fields[0].split("-"))
+        if start <= address < end:
+            return fields[5] if len(fields) == 6 else None
+    return None
+
+
+@pytest.fixture
+def large(monkeypatch):
+    """Every decoded set counts as too large for memory; the writer releases its pages every
+    few rows, so a decode crosses several chunks."""
+    monkeypatch.setattr(cache_module, "MEMMAP_THRESHOLD_BYTES", 1)
+    monkeypatch.setattr(cache_module, "WRITE_CHUNK_BYTES", 3 * 3 * 8 * 8)
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux /proc")
+def test_a_large_set_is_decoded_into_its_cache_file_with_the_same_pixels(
+    tmp_path, large, monkeypatch
+):
+    data = PngFiles(tmp_path / "png", count=9)
+    in_memory = decode_images(data, image_size=8, num_workers=0)
+    store = tmp_path / "cache"
+    _forbid_decoding(monkeypatch)  # the in-memory decoder is not used at all
+    mapped = cached_decode(data, image_size=8, resample="bicubic", cache_dir=store, num_workers=0)
+    entry = ImageCache(store).path_for(data, image_size=8)
+    assert [p.name for p in store.iterdir()] == [entry.name]
+    assert mapped.shape == in_memory.shape and torch.equal(mapped, in_memory)
+    assert np.load(entry).tobytes() == in_memory.numpy().tobytes()
+    assert _mapped_file(mapped) == str(entry)  # used from the file, not read into memory
+    mapped[0] = 0  # copy-on-write: the entry keeps its pixels
+    assert np.load(entry).tobytes() == in_memory.numpy().tobytes()
+    assert torch.equal(
+        cached_decode(data, image_size=8, resample="bicubic", cache_dir=store), in_memory
+    )
+
+
+def test_workers_write_the_same_file(tmp_path, large):
+    data = PngFiles(tmp_path / "png", count=7)
+    expected = decode_images(data, image_size=8, num_workers=0)
+    path = tmp_path / "out" / "images.npy"
+    assert torch.equal(decode_to_file(data, path, image_size=8, num_workers=2), expected)
+    assert np.load(path).tobytes() == expected.numpy().tobytes()
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux /proc")
+def test_without_the_cache_a_large_set_goes_to_a_deleted_scratch_file(tmp_path, large):
+    data = PngFiles(tmp_path / "png", count=6)
+    scratch = tmp_path / "scratch"
+    images = cached_decode(
+        data, image_size=8, resample="bicubic", cache_dir=None, scratch_dir=scratch, num_workers=0
+    )
+    assert torch.equal(images, decode_images(data, image_size=8, num_workers=0))
+    assert list(scratch.iterdir()) == []  # deleted at once: nothing outlives the process
+    where = _mapped_file(images)
+    assert where is not None and where.startswith(str(scratch)) and where.endswith("(deleted)")
+
+
+def test_an_interrupted_large_decode_leaves_no_entry(tmp_path, large, monkeypatch):
+    data = PngFiles(tmp_path / "png", count=6)
+    store = tmp_path / "cache"
+    real = cache_module.decode_one
+
+    def interrupted(dataset, index, preprocessing):
+        if index == 4:
+            raise KeyboardInterrupt
+        return real(dataset, index, preprocessing)
+
+    monkeypatch.setattr(cache_module, "decode_one", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cached_decode(data, image_size=8, resample="bicubic", cache_dir=store, num_workers=0)
+    assert list(store.iterdir()) == []  # neither <key>.npy nor its temporary file
+    monkeypatch.setattr(cache_module, "decode_one", real)
+    assert torch.equal(
+        cached_decode(data, image_size=8, resample="bicubic", cache_dir=store, num_workers=0),
+        decode_images(data, image_size=8, num_workers=0),
+    )
+
+
+def test_a_large_set_that_cannot_be_written_is_a_one_line_error(tmp_path, large):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(SynergicError, match="data.cache_dir") as error:
+        cached_decode(
+            PngFiles(tmp_path / "png", count=2), image_size=8, resample="bicubic",
+            cache_dir=blocker / "cache", num_workers=0,
+        )
+    assert "\n" not in str(error.value)
+
+
+def test_a_subset_of_a_large_set_is_a_view_not_a_copy(tmp_path, large):
+    from synergic.data.cache import ImageRows
+    from synergic.experiment import Split
+
+    data = PngFiles(tmp_path / "png", count=9)
+    images = cached_decode(data, image_size=8, resample="bicubic", cache_dir=tmp_path / "c",
+                           num_workers=0)
+    split = Split(images, torch.tensor(data.labels), list(data.ids))
+    fold = split.subset([7, 1, 4, 2, 8])
+    assert isinstance(fold.images, ImageRows) and fold.images.images is images
+    inner = fold.subset([4, 0, 2])  # a fold of a fold still points into the same file
+    assert inner.images.images is images and inner.ids == ["img8.png", "img7.png", "img4.png"]
+    expected = images[torch.tensor([8, 7, 4])]
+    assert len(inner.images) == 3 and inner.images.shape == expected.shape
+    assert torch.equal(inner.images[torch.tensor([2, 0])], expected[[2, 0]])
+    assert torch.equal(inner.images[1:3], expected[1:3])
+    assert torch.equal(inner.images[1], expected[1])
+    assert torch.equal(inner.images.to("cpu"), expected)
+    assert inner.labels.tolist() == [data.labels[i] for i in (8, 7, 4)]
+
+
+def test_a_subset_of_a_small_set_is_an_ordinary_copy(tmp_path):
+    from synergic.experiment import Split
+
+    images = torch.arange(4 * 3 * 2 * 2, dtype=torch.uint8).view(4, 3, 2, 2)
+    fold = Split(images, torch.zeros(4, dtype=torch.long), list("abcd")).subset([3, 0])
+    assert isinstance(fold.images, torch.Tensor) and torch.equal(fold.images, images[[3, 0]])
+
+
+def test_pixel_fingerprints_hash_in_chunks_and_views_hash_as_their_copy(large, monkeypatch):
+    import hashlib
+
+    from synergic import rundir
+    from synergic.data.cache import ImageRows
+    from synergic.rundir import pixel_fingerprints
+
+    monkeypatch.setattr(rundir, "FINGERPRINT_CHUNK_BYTES", 3 * 5 * 5 * 7)  # 7 rows a chunk
+    images = torch.randint(0, 256, (30, 3, 5, 5), dtype=torch.uint8)
+    whole = hashlib.sha256(b"(30, 3, 5, 5)|" + images.numpy().tobytes()).hexdigest()
+    rows = torch.tensor([5, 29, 0, 17])
+    hashes = pixel_fingerprints({"a": images, "b": ImageRows(images, rows), "c": None})
+    assert hashes["a"] == whole and hashes["c"] is None
+    assert hashes["b"] == pixel_fingerprints({"b": images[rows]})["b"]
+
+
+def test_auto_workers_follow_the_cores_this_process_may_use(monkeypatch):
+    from synergic.data.cache import AUTO_WORKERS_MIN_IMAGES, resolve_num_workers
+
+    monkeypatch.setattr(cache_module.os, "sched_getaffinity", lambda pid: {0, 2, 5}, raising=False)
+    assert resolve_num_workers("auto", AUTO_WORKERS_MIN_IMAGES) == 3
+    assert resolve_num_workers("auto", AUTO_WORKERS_MIN_IMAGES - 1) == 0  # not worth starting
+    assert resolve_num_workers(5, 10) == 5 and resolve_num_workers(0, 10**6) == 0
+    monkeypatch.setattr(cache_module.os, "sched_getaffinity", lambda pid: {3}, raising=False)
+    assert resolve_num_workers("auto", 10**6) == 0
+    for bad in (-1, 1.5, True, "all"):
+        with pytest.raises(SynergicError, match="num_workers"):
+            resolve_num_workers(bad, 10)
+
+
+def _folder_data(root: Path) -> Path:
+    rng = np.random.default_rng(3)
+    for split, count in (("train", 12), ("test", 6)):
+        for label, name in enumerate(("benign", "malignant")):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 120 + 100 * label, (30 + i, 34, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{name}{i}.png")
+    return root
+
+
+def test_a_run_from_a_memory_mapped_cache_gives_exactly_the_in_memory_metrics(
+    tmp_path, monkeypatch
+):
+    import json
+
+    from tiny_recipe import write_recipe
+
+    from synergic.experiment import run
+    from synergic.recipe.loading import load_recipe
+
+    from synergic import rundir
+    from synergic.data.cache import ImageRows
+
+    root = _folder_data(tmp_path / "data")
+    results, seen = {}, []
+    real_fingerprints = rundir.pixel_fingerprints
+
+    def spy(images):
+        seen.append({split: type(tensor) for split, tensor in images.items()})
+        hashes = real_fingerprints(images)
+        seen[-1]["hashes"] = hashes
+        return hashes
+
+    monkeypatch.setattr(rundir, "pixel_fingerprints", spy)
+    for name in ("memory", "mapped"):
+        if name == "mapped":  # decoded into the cache file, trained and evaluated from it
+            monkeypatch.setattr(cache_module, "MEMMAP_THRESHOLD_BYTES", 1)
+            _forbid_decoding(monkeypatch)
+        changes = {"data.dataset": "folder", "data.root": str(root), "data.options": {},
+                   "data.cache": True, "data.cache_dir": str(tmp_path / f"cache-{name}")}
+        run(load_recipe(write_recipe(tmp_path / f"{name}.yaml", **changes)), tmp_path / name)
+        metrics = json.loads((tmp_path / name / "metrics.json").read_text())
+        results[name] = (metrics["test"], metrics["test_components"])
+    # the carved train and validation splits are views of the mapped file, not copies
+    assert seen[0]["train"] is torch.Tensor and seen[1]["train"] is ImageRows
+    assert seen[1]["validation"] is ImageRows and seen[1]["hashes"] == seen[0]["hashes"]
+    assert results["mapped"] == results["memory"]

@@ -178,3 +178,74 @@ def test_primary_metric_is_average_precision():
     assert primary_metric(7) in METRIC_NAMES_MULTICLASS
     with pytest.raises(SynergicError, match="at least 2"):
         primary_metric(1)
+
+
+def test_primary_metric_takes_a_data_sets_name_when_it_is_a_reported_key():
+    assert primary_metric(7, "balanced_accuracy") == "balanced_accuracy"
+    assert primary_metric(3, "task_auc", task_classes=("melanoma",)) == "task_auc"
+    with pytest.raises(SynergicError, match="data set 'isic2099': its primary_metric 'balanced"):
+        primary_metric(2, "balanced_accuracy", dataset="isic2099")
+
+
+def test_metric_names_are_the_keys_compute_metrics_returns():
+    from synergic.metrics import is_metric_name, metric_names
+
+    probabilities = np.array([[0.6, 0.3, 0.1], [0.2, 0.5, 0.3], [0.1, 0.2, 0.7], [0.3, 0.3, 0.4]])
+    labels = np.array([0, 1, 2, 2])
+    tasks = ("melanoma", "seborrheic_keratosis")
+    classes = ["nevus", "melanoma", "seborrheic_keratosis"]
+    result = compute_metrics(probabilities, labels, classes=classes, task_classes=tasks)
+    assert tuple(result) == metric_names(3, tasks) == (
+        *METRIC_NAMES_MULTICLASS, "task_auc", "auc_melanoma", "auc_seborrheic_keratosis"
+    )
+    assert all(is_metric_name(name) for name in result)
+    assert not is_metric_name("auc_") and not is_metric_name("f1")
+
+
+def test_task_auc_is_the_mean_of_the_one_vs_rest_aucs_of_the_task_classes():
+    # ISIC 2017 Part 3: nevus, melanoma, seborrheic keratosis; the challenge ranked the mean of
+    # the melanoma-vs-rest and the seborrheic-keratosis-vs-rest AUCs. Ties on a 0.05 grid.
+    rng = np.random.default_rng(2017)
+    labels = rng.choice(3, size=80, p=[0.7, 0.2, 0.1])
+    logits = rng.normal(size=(80, 3)) + 1.2 * np.eye(3)[labels]
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    probabilities = np.round(probabilities * 20) / 20
+    probabilities[:, 0] = 1 - probabilities[:, 1:].sum(axis=1)
+    classes = ["nevus", "melanoma", "seborrheic_keratosis"]
+    result = compute_metrics(probabilities, labels, classes=classes,
+                             task_classes=("melanoma", "seborrheic_keratosis"))
+    melanoma = skm.roc_auc_score(labels == 1, probabilities[:, 1])
+    keratosis = skm.roc_auc_score(labels == 2, probabilities[:, 2])
+    assert result["auc_melanoma"] == pytest.approx(melanoma, abs=1e-12)
+    assert result["auc_seborrheic_keratosis"] == pytest.approx(keratosis, abs=1e-12)
+    assert result["task_auc"] == pytest.approx((melanoma + keratosis) / 2, abs=1e-12)
+    assert result["task_auc"] != pytest.approx(result["auc"])  # not the 3-class macro AUC
+    # Without the task classes nothing changes in the other keys.
+    plain = compute_metrics(probabilities, labels)
+    assert {k: result[k] for k in plain} == plain
+
+
+def test_task_auc_is_nan_when_a_task_class_is_absent_and_task_classes_are_checked():
+    probabilities = np.array([[0.6, 0.3, 0.1], [0.2, 0.5, 0.3], [0.5, 0.2, 0.3]])
+    classes = ["nevus", "melanoma", "seborrheic_keratosis"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = compute_metrics(probabilities, np.array([0, 1, 0]), classes=classes,
+                                 task_classes=("melanoma", "seborrheic_keratosis"))
+    assert result["auc_melanoma"] == 1.0
+    assert math.isnan(result["auc_seborrheic_keratosis"]) and math.isnan(result["task_auc"])
+    with pytest.raises(SynergicError, match="pass classes="):
+        compute_metrics(probabilities, np.array([0, 1, 2]), task_classes=("melanoma",))
+    with pytest.raises(SynergicError,
+                       match=r"'melanom' is not one of the classes .* \(did you mean 'melanoma'"):
+        compute_metrics(probabilities, np.array([0, 1, 2]), classes=classes,
+                        task_classes=("melanom",))
+
+
+def test_a_shared_highest_probability_predicts_no_class_as_the_isic_scorer():
+    # Row 1 ties classes 0 and 1 (argmax would say 0, right); the scorer calls it undecided.
+    probabilities = np.array([[0.8, 0.1, 0.1], [0.4, 0.4, 0.2], [0.1, 0.1, 0.8], [0.2, 0.7, 0.1]])
+    labels = np.array([0, 0, 2, 1])
+    result = compute_metrics(probabilities, labels)
+    assert result["accuracy"] == pytest.approx(3 / 4)
+    assert result["balanced_accuracy"] == pytest.approx((1 / 2 + 1 + 1) / 3)

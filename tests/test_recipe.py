@@ -224,7 +224,7 @@ def test_unknown_keys_are_errors_with_a_suggestion(tmp_path, extra, expected):
         ("train.grad_clip", "0", "0 is not allowed: must be > 0"),
         ("train.log_every", "0", "0 is not allowed: must be >= 1"),
         ("train.eval_every", "-1", "-1 is not allowed: must be >= 0"),
-        ("train.num_workers", "-1", "-1 is not allowed: must be >= 0"),
+        ("train.num_workers", "-1", "-1 is not allowed: must be 'auto' or an integer >= 0"),
         ("model.components", "0", "0 is not allowed: must be >= 1"),
         ("model.head.hidden", "0", "0 is not allowed: must be >= 1"),
         ("model.head.init_range", "0", "0 is not allowed: must be > 0"),

@@ -145,12 +145,12 @@ def test_nothing_is_downloaded(capsys, tmp_path, monkeypatch):
     """ImageNet weights that `run` would fetch are not fetched, and data.download is not acted on."""
     import timm
 
-    from synergic.data import download
+    from synergic.data.datasets import isic2016
 
     def no_network(*args, **kwargs):
         raise AssertionError("recipe check downloaded something")
 
-    monkeypatch.setattr(download, "download_isic2016", no_network)
+    monkeypatch.setattr(isic2016, "download", no_network)
     monkeypatch.setattr(timm.models._builder, "load_pretrained", no_network)
     main(["recipe", "check", "demo", "--set", "model.backbone.pretrained=true"])
     assert capsys.readouterr().out.strip() == "demo: ok (demo)"

@@ -222,21 +222,25 @@ def test_mean_std_and_format():
 def test_sweep_runs_as_submitit_jobs_through_the_launcher(tiny_recipe, tmp_path, monkeypatch):
     """`synergic sweep --launcher slurm` hands each run to a submitit executor: here submitit's
     local executor stands in for Slurm (the command builds it with
-    synergic.cli.cv.make_executor)."""
+    synergic.cli.options.make_executor, shared with synergic cv)."""
     import importlib
 
     submitit = pytest.importorskip("submitit")
-    cv_module = importlib.import_module("synergic.cli.cv")  # synergic.cli.cv is the command
+    options_module = importlib.import_module("synergic.cli.options")
     for name, value in {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                         "SYNERGIC_DISABLE_PLUGINS": "1"}.items():
         monkeypatch.setenv(name, value)
+    local = CliRunner().invoke(cli, ["sweep", str(tiny_recipe), "--output", str(tmp_path / "x"),
+                                     "--launcher-option", "timeout_min=5"])
+    assert local.exit_code == 2 and "--launcher-option needs --launcher slurm" in local.output
+    assert not (tmp_path / "x").exists()
     made = []
 
     def local_executor(launcher, output, options):
         made.append((launcher, output, tuple(options)))
         return submitit.LocalExecutor(folder=tmp_path / "submitit")
 
-    monkeypatch.setattr(cv_module, "make_executor", local_executor)
+    monkeypatch.setattr(options_module, "make_executor", local_executor)
     output = tmp_path / "sweep"
     result = CliRunner().invoke(cli, [
         "sweep", str(tiny_recipe), "--grid", "train.synergic_weight=0,3", "--output", str(output),
@@ -256,7 +260,3 @@ def test_sweep_runs_as_submitit_jobs_through_the_launcher(tiny_recipe, tmp_path,
         "--launcher", "slurm", *(arg for key in FAST for arg in ("--set", key)),
     ])
     assert again.exit_code == 0 and again.output.count("finished earlier, kept") == 2
-
-    local = CliRunner().invoke(cli, ["sweep", str(tiny_recipe), "--output", str(tmp_path / "x"),
-                                     "--launcher-option", "timeout_min=5"])
-    assert local.exit_code == 2 and "--launcher-option needs --launcher slurm" in local.output

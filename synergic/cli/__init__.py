@@ -2,7 +2,7 @@
 
 One module per command group: :mod:`~synergic.cli.runs` (run, resume, eval, predict),
 :mod:`~synergic.cli.experiments` (sweep, report), :mod:`~synergic.cli.cv` (cv),
-:mod:`~synergic.cli.compare` (compare),
+:mod:`~synergic.cli.compare` (compare), :mod:`~synergic.cli.tools` (explain, export),
 :mod:`~synergic.cli.recipes` (recipe ...), :mod:`~synergic.cli.components` (list, plugins), :mod:`~synergic.cli.data` (data ...); how they
 print is in :mod:`~synergic.cli.output`, the one progress display of training in
 :mod:`~synergic.cli.progress`. Importing this package imports click and rich, not torch: each
@@ -25,6 +25,7 @@ from synergic.cli.experiments import report, sweep
 from synergic.cli.output import console
 from synergic.cli.recipes import recipe
 from synergic.cli.runs import eval_command, predict, resume, run
+from synergic.cli.tools import explain, export
 from synergic.errors import SynergicError
 
 __all__ = ["cli", "main", "user_message"]
@@ -43,7 +44,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 for _command in (run, resume, eval_command, predict, list_command, plugins, recipe, data, sweep,
-                 cv, report, compare):
+                 cv, report, compare, explain, export):
     cli.add_command(_command)
 
 

@@ -24,14 +24,15 @@ _DEFAULT_N_BOOTSTRAP = 1000
 @click.command()
 @click.argument("run_a", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("run_b", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--metric", default="auc", show_default=True,
-              help="The test metric to compare (a key of metrics.json's \"test\").")
+@click.option("--metric", default=None,
+              help="The test metric to compare (a key of metrics.json's \"test\"). Default: "
+              "the runs' primary metric (metrics.json's primary_metric), or auc where that is ap.")
 @click.option("--n-bootstrap", type=click.IntRange(min=1), default=_DEFAULT_N_BOOTSTRAP,
               show_default=True, help="Paired bootstrap resamples of the test images.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the bootstrap.")
 @json_option
-def compare(run_a: Path, run_b: Path, metric: str, n_bootstrap: int, seed: int,
+def compare(run_a: Path, run_b: Path, metric: str | None, n_bootstrap: int, seed: int,
             output_mode: OutputMode) -> None:
     """Compare two finished runs on their common test set: B - A in one metric.
 

@@ -10,7 +10,7 @@ __all__ = ["list_command", "plugins", "KINDS"]
 
 KINDS = {
     "backbones": "backbones", "datasets": "datasets", "samplers": "pair_samplers",
-    "heads": "synergic_heads", "aggregators": "aggregators",
+    "heads": "synergic_heads", "aggregators": "aggregators", "loggers": "loggers",
 }
 
 

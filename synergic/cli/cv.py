@@ -10,37 +10,23 @@ from pathlib import Path
 
 import click
 
+from synergic.cli.options import cross_validation_options, launcher_options
 from synergic.cli.output import OutputMode, console, output_options
 from synergic.cli.progress import ManyRunsProgress
 
-__all__ = ["cv", "make_executor"]
+__all__ = ["cv"]
 
 
 @click.command()
 @click.argument("recipe")
-@click.option("--folds", "-k", type=click.IntRange(min=2), required=True,
-              help="Number of folds k: each run holds out one k-th of the training images as "
-                   "its test set.")
-@click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Repetitions of the k-fold split, each a new shuffle (seeded by the recipe's "
-                   "seed).")
-@click.option("--group-by", metavar="KIND",
-              help="Keep the images of one group (a kind of the data set's 'groups', e.g. "
-                   "patient) in one fold. Default: the data set's only kind of group, if it has "
-                   "one; 'none' ignores groups.")
+@cross_validation_options(required=True)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe key in every fold (dotted path; value read as YAML). "
                    "Repeatable.")
 @click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path),
               help="The cross-validation folder (default: runs/<recipe name>-cv). Rerun the "
                    "same command to continue.")
-@click.option("--launcher", type=click.Choice(["local", "slurm"]), default="local",
-              show_default=True,
-              help="local: the folds one after another in this process; slurm: one job per "
-                   "fold through submitit (pip install 'synergic[cluster]').")
-@click.option("--launcher-option", "launcher_options", multiple=True, metavar="KEY=VALUE",
-              help="A submitit parameter of the slurm jobs (value read as YAML), e.g. "
-                   "timeout_min=120, gpus_per_node=1, slurm_partition=gpu. Repeatable.")
+@launcher_options("fold")
 @output_options
 def cv(
     recipe: str, folds: int, repeats: int, group_by: str | None, overrides, output: Path | None,
@@ -58,13 +44,12 @@ def cv(
     OUTPUT/oof_predictions.csv. --quiet prints only the path of summary.json; --json prints
     summary.json's content plus "cv_dir".
     """
+    from synergic.cli.options import make_executor
     from synergic.cv import run_cv
     from synergic.recipe import load_recipe
 
     if output is None:
         output = Path("runs") / f"{load_recipe(recipe, overrides).name}-cv"
-    if launcher_options and launcher == "local":
-        raise click.UsageError("--launcher-option needs --launcher slurm")
     executor = make_executor(launcher, output, launcher_options)
     display = ManyRunsProgress(lambda run: run.label, enabled=output_mode.chatty)
 
@@ -82,49 +67,6 @@ def cv(
         click.echo(str(output / "summary.json"))
     else:
         _print_summary(summary, output)
-
-
-def make_executor(launcher: str, output: Path, options) -> object | None:
-    """None for ``local``; for ``slurm``, a ``submitit.AutoExecutor`` writing its job files to
-    ``OUTPUT/.submitit``, with the ``KEY=VALUE`` ``options`` (YAML values) as its parameters.
-
-    Raises:
-        SynergicError: submitit is not installed, an option is not ``KEY=VALUE``, or submitit
-            refuses it.
-    """
-    import yaml
-
-    from synergic.errors import SynergicError
-
-    if launcher == "local":
-        return None
-    try:
-        import submitit
-    except ImportError:
-        raise SynergicError(
-            "--launcher slurm needs submitit: pip install 'synergic[cluster]'"
-        ) from None
-    parameters = {}
-    for option in options:
-        key, equals, value = option.partition("=")
-        if not equals or not key.strip():
-            raise SynergicError(f"--launcher-option {option!r}: expected KEY=VALUE, e.g. "
-                                "timeout_min=120")
-        parameters[key.strip()] = yaml.safe_load(value)
-    try:
-        executor = submitit.AutoExecutor(folder=output / ".submitit", cluster=launcher)
-    except RuntimeError as error:  # submitit: 'Could not detect "srun", are you indeed on ...'
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise SynergicError(
-            f"--launcher {launcher}: submitit cannot submit from this machine ({first}): run "
-            "on a Slurm login node, or use --launcher local"
-        ) from None
-    try:
-        executor.update_parameters(**parameters)
-    except (ValueError, TypeError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise SynergicError(f"--launcher-option: {first}") from None
-    return executor
 
 
 def _print_summary(summary: dict, output: Path) -> None:

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import click
 
 from synergic.cli.output import console
 
-__all__ = ["data", "download"]
+__all__ = ["DOWNLOADERS", "data", "download"]
+
+DOWNLOADERS = {
+    "isic2016": "synergic.data.datasets.isic2016:download",
+    "isic2017": "synergic.data.datasets.isic2017:download",
+    "isic2018": "synergic.data.datasets.isic2018:download",
+    "isic2019": "synergic.data.datasets.isic2019:download",
+    "isic2020": "synergic.data.datasets.isic2020:download",
+}
+"""``synergic data download NAME``: each built-in data set's ``download(root, *, base_url,
+progress)``, as ``module:function``, imported only when that data set is downloaded."""
 
 
 @click.group()
@@ -17,13 +28,14 @@ def data() -> None:
 
 
 @data.command()
-@click.argument("name", type=click.Choice(["isic2016"]))
+@click.argument("name", type=click.Choice(list(DOWNLOADERS)))
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path),
               help="Where to put it (default: the user cache, or $SYNERGIC_DATA_DIR).")
 @click.option("--base-url", hidden=True, help="Fetch the files from this URL (a mirror; tests).")
 def download(name: str, root: Path | None, base_url: str | None) -> None:
     """Download a data set (resumable; does nothing if it is already complete)."""
-    from synergic.data.download import ISIC2016_BASE_URL, download_isic2016
-
-    folder = download_isic2016(root, base_url=base_url or ISIC2016_BASE_URL, progress=True)
+    module_name, function_name = DOWNLOADERS[name].split(":")
+    module = importlib.import_module(module_name)
+    options = {"base_url": base_url} if base_url else {}
+    folder = getattr(module, function_name)(root, progress=True, **options)
     console().print(f"{name} is ready in {folder}")

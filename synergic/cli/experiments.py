@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from synergic.cli.options import cross_validation_options, launcher_options
 from synergic.cli.output import OutputMode, console, output_options
 from synergic.cli.progress import ManyRunsProgress
 
@@ -29,48 +30,45 @@ __all__ = ["sweep", "report"]
 @click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path),
               help="The sweep folder (default: runs/<recipe name>-sweep). Rerun the same command "
                    "to continue a sweep.")
-@click.option("--select-metric", default="ap", show_default=True,
-              help="The validation metric that selects the best cell.")
-@click.option("--launcher", type=click.Choice(["local", "slurm"]), default="local",
-              show_default=True,
-              help="local: the runs one after another in this process; slurm: one job per run "
-                   "through submitit (pip install 'synergic[cluster]').")
-@click.option("--launcher-option", "launcher_options", multiple=True, metavar="KEY=VALUE",
-              help="A submitit parameter of the slurm jobs (value read as YAML), e.g. "
-                   "timeout_min=120, gpus_per_node=1, slurm_partition=gpu. Repeatable.")
+@click.option("--select-metric", default=None,
+              help="The validation metric that selects the best cell (with --folds: its mean "
+                   "over the held-out folds). Default: the runs' primary metric (their data "
+                   "set's ranking metric; ap unless it names another).")
+@cross_validation_options(required=False)
+@launcher_options("run")
 @output_options
 def sweep(
-    recipe: str, grids, seeds: int, overrides, output: Path | None, select_metric: str,
+    recipe: str, grids, seeds: int, overrides, output: Path | None, select_metric: str | None,
+    folds: int | None, repeats: int, group_by: str | None,
     launcher: str, launcher_options, output_mode: OutputMode,
 ) -> None:
     """Run RECIPE over a grid of settings and seeds, then summarise (mean and std over seeds,
-    the cell selected on validation).
+    the cell selected on validation). With --folds K, each cell is a K-fold cross-validation
+    of its recipe instead (as synergic cv), summarised with its 95 % t-interval over the folds.
 
     \b
     Example (the paper's Fig. 4, lambda chosen on a validation split):
       synergic sweep demo --grid train.synergic_weight=0,1,2,3,4,5 \\
         --set data.validation_fraction=0.2 --seeds 2 --output runs/lambda
-    Each run goes to OUTPUT/<key=value,...>/seed<seed>/; finished runs are kept and
-    interrupted ones resumed when the command is run again. --launcher slurm submits each run
-    that has not finished as a job. --quiet prints only the path of summary.json; --json prints
+    Each run goes to OUTPUT/<key=value,...>/seed<seed>/ (with --folds:
+    OUTPUT/<key=value,...>/repeat-R/fold-F/); finished runs are kept and interrupted ones
+    resumed when the command is run again. --launcher slurm submits each run that has not
+    finished as a job. --quiet prints only the path of summary.json; --json prints
     summary.json's content plus "sweep_dir".
     """
-    from synergic.cli.cv import make_executor
+    from synergic.cli.options import make_executor
     from synergic.recipe import load_recipe
     from synergic.sweep import run_sweep
 
     if output is None:
         output = Path("runs") / f"{load_recipe(recipe, overrides).name}-sweep"
-    if launcher_options and launcher == "local":
-        raise click.UsageError("--launcher-option needs --launcher slurm")
     executor = make_executor(launcher, output, launcher_options)
-    display = ManyRunsProgress(
-        lambda run: f"{run.cell} seed {run.seed}", enabled=output_mode.chatty
-    )
+    display = ManyRunsProgress(lambda run: run.label, enabled=output_mode.chatty)
 
     try:
         summary = run_sweep(
-            recipe, grids, seeds=seeds, overrides=overrides, output=output,
+            recipe, grids, seeds=seeds, folds=folds, repeats=repeats, group_by=group_by,
+            overrides=overrides, output=output,
             select_metric=select_metric, on_event=display.on_event, on_stage=display.on_stage,
             progress=output_mode.chatty,
             callbacks=display.callbacks, executor=executor,
@@ -89,23 +87,36 @@ def _print_summary(summary: dict, output: Path) -> None:
     from rich import box
     from rich.table import Table
 
-    from synergic.sweep import REPORTED_METRICS, format_stat
+    from synergic.sweep import REPORTED_METRICS, format_stat, format_stat_interval
 
     metric = summary["select_metric"]
-    table = Table(title=f"sweep of {summary.get('recipe')}: mean ± std over seeds",
-                  title_justify="left", box=box.SIMPLE_HEAD)
+    title = f"sweep of {summary.get('recipe')}: mean ± std over seeds"
+    shown = format_stat
+    if summary.get("folds"):
+        repeats = summary.get("repeats", 1)
+        title = (f"sweep of {summary.get('recipe')}, each cell a cross-validation "
+                 f"({summary['folds']} folds x {repeats} repeat{'s' if repeats != 1 else ''}): "
+                 "held-out-fold mean ± std [95 % t-interval] over its fold runs")
+        shown = format_stat_interval
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
     # On a narrow terminal long cell names fold and "0.6536 ± 0.0123" wraps at the "±", rather
     # than columns being cut off.
     table.add_column("cell", overflow="fold", min_width=10)
-    for column in ["seeds", f"val {metric}", *REPORTED_METRICS]:
+    # A cell that is a cross-validation is selected on its held-out folds (its "test" sets),
+    # not on validation: its validation column would only widen the table.
+    folds = bool(summary.get("folds"))
+    for column in ["runs" if folds else "seeds", *([] if folds else [f"val {metric}"]),
+                   *REPORTED_METRICS]:
         table.add_column(column, justify="right", overflow="fold")
     for cell in summary["cells"]:
         mark = "* " if cell["cell"] == summary.get("selected") else ""
-        validation = "no split"
-        if cell["validation"]:
-            validation = format_stat(cell["validation"].get(metric))
-        table.add_row(mark + cell["cell"], str(len(cell["runs"])), validation,
-                      *(format_stat(cell["test"].get(m)) for m in REPORTED_METRICS))
+        validation = ["no split"]
+        if folds:
+            validation = []
+        elif cell["validation"]:
+            validation = [shown(cell["validation"].get(metric))]
+        table.add_row(mark + cell["cell"], str(len(cell["runs"])), *validation,
+                      *(shown(cell["test"].get(m)) for m in REPORTED_METRICS))
     out = console()
     out.print(table)
     if summary.get("selected"):
@@ -113,6 +124,9 @@ def _print_summary(summary: dict, output: Path) -> None:
                   soft_wrap=True)
     else:
         out.print(f"nothing selected: {summary['selection_note']}", soft_wrap=True)
+    if summary.get("folds"):
+        out.print("the t-interval treats the folds as independent, which they are not (they "
+                  "share training images): read it as optimistic", soft_wrap=True)
     out.print(f"summary: {output / 'summary.md'}, {output / 'summary.json'}", soft_wrap=True)
 
 
@@ -123,8 +137,9 @@ def _print_summary(summary: dict, output: Path) -> None:
               help="The Markdown report; its figures are written beside it. Default: report.md "
                    "in the run or sweep directory given, or in the folder that holds all of "
                    "several.")
-@click.option("--metric", default="ap", show_default=True,
-              help="The metric plotted against lambda and against training time.")
+@click.option("--metric", default=None,
+              help="The metric shown first, plotted against lambda and against training time. "
+              "Default: the runs' primary metric (ap unless their data set names another).")
 @click.option("--paper/--no-paper", default=None,
               help="Add the paper's reported numbers (Tables 1 and 2) as reference rows, or "
                    "leave them out. Default: only when every run is on the official ISIC 2016 "
@@ -133,7 +148,7 @@ def _print_summary(summary: dict, output: Path) -> None:
               help="Paired bootstrap resamples of the SDL-vs-ensemble comparison (as synergic "
                    "compare).")
 @output_options
-def report(paths, output: Path | None, metric: str, paper: bool | None, n_bootstrap: int,
+def report(paths, output: Path | None, metric: str | None, paper: bool | None, n_bootstrap: int,
            output_mode: OutputMode) -> None:
     """Compare runs, sweeps and cross-validations in a Markdown report: a table like the paper's
     Table 1 (with intervals), SDL vs ensemble paired on the same test images, ROC curves
@@ -153,7 +168,8 @@ def report(paths, output: Path | None, metric: str, paper: bool | None, n_bootst
     from synergic.report import write_report
     from synergic.sweep import check_metric_name
 
-    check_metric_name(metric, option="--metric")
+    if metric is not None:
+        check_metric_name(metric, option="--metric")
     result = write_report(list(paths), output, paper=paper, metric=metric,
                           n_bootstrap=n_bootstrap)
     if output_mode.json:

@@ -171,26 +171,41 @@ def _run(recipe, output: Path, *, resume: bool, overwrite: bool, output_mode: Ou
               markup=False)
 
 
+TTA_HELP = ("Test-time augmentation: none; flips = the image, its horizontal and its vertical "
+            "flip; d4 = the 8 rotations by 90 degrees and flips. Each component's softmax is "
+            "averaged over the views before aggregation. Default: the run's train.tta.")
+
+
+def tta_option(command):
+    from synergic.tta import TTA_MODES
+
+    return click.option("--tta", type=click.Choice(TTA_MODES), default=None, help=TTA_HELP)(command)
+
+
 @click.command(name="eval")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True)
 @checkpoint_option
+@tta_option
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a key that does not change what the run computes, e.g. "
               "data.root=/new/place (the data moved) or train.device=cpu. Repeatable.")
 @output_options
-def eval_command(run_dir: Path, split: str, checkpoint: str, overrides,
+def eval_command(run_dir: Path, split: str, checkpoint: str, tta: str | None, overrides,
                  output_mode: OutputMode) -> None:
     """Re-evaluate a trained run from its checkpoint (by default the one it reports).
 
+    Prints the metrics and writes nothing: the run's metrics.json stays as the run wrote it.
     --quiet prints the aggregate's metrics on one line (name=value ...); --json prints
-    {"run_dir", "split", "checkpoint", "aggregate", "components"}.
+    {"run_dir", "split", "checkpoint", "aggregate", "components", "tta", "weights"} (weights:
+    "ema" when the run reports its EMA of the weights, else "trained").
     """
     from synergic.rundir import resolve_checkpoint
     from synergic.serving import evaluate_run
 
     checkpoint = resolve_checkpoint(run_dir, checkpoint)
-    metrics = evaluate_run(run_dir, split=split, checkpoint=checkpoint, overrides=overrides)
+    metrics = evaluate_run(run_dir, split=split, checkpoint=checkpoint, overrides=overrides,
+                           tta=tta)
     if output_mode.json:
         output_mode.emit_json({"run_dir": str(run_dir), "split": split, "checkpoint": checkpoint,
                          **metrics})
@@ -198,8 +213,10 @@ def eval_command(run_dir: Path, split: str, checkpoint: str, overrides,
         click.echo(" ".join(f"{k}={'n/a' if v is None else f'{v:.4f}'}"
                             for k, v in metrics["aggregate"].items()))
     else:
+        what = [f"{checkpoint}.pt"] + ["EMA weights"] * (metrics["weights"] == "ema")
+        what += [f"TTA {metrics['tta']}"] * (metrics["tta"] != "none")
         console().print(metrics_table(metrics["aggregate"], metrics["components"],
-                                      f"{split} metrics of {run_dir} ({checkpoint}.pt)"))
+                                      f"{split} metrics of {run_dir} ({', '.join(what)})"))
 
 
 @click.command()
@@ -207,29 +224,46 @@ def eval_command(run_dir: Path, split: str, checkpoint: str, overrides,
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the predictions as CSV here instead of printing them.")
+# The choices are synergic.serving.SUBMISSION_FORMATS (not imported here: it imports torch).
+@click.option("--format", "csv_format", default="csv", show_default=True,
+              type=click.Choice(["csv", "isic2016", "isic2017", "isic2018", "isic2019", "isic2020"]),
+              help="csv: image,<class>...,prediction; isicYYYY: that ISIC challenge's submission "
+              "CSV (image ids without extension; docs/metrics.md).")
 @checkpoint_option
+@tta_option
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a key that does not change what the run computes, e.g. "
               "train.device=cpu. Repeatable.")
 @output_options
-def predict(run_dir: Path, images, output: Path | None, checkpoint: str, overrides,
-            output_mode: OutputMode) -> None:
+def predict(run_dir: Path, images, output: Path | None, csv_format: str, checkpoint: str,
+            tta: str | None, overrides, output_mode: OutputMode) -> None:
     """Classify IMAGES (files or folders) with the trained run in RUN_DIR.
 
     Prints CSV with the header image,<class>...,prediction: UTF-8, a name holding a comma, quote
     or line break in double quotes, bytes that are not UTF-8 as \\xNN (as in predictions.csv).
-    --json prints {"run_dir", "checkpoint", "classes", "predictions": [{"image",
+    --json prints {"run_dir", "checkpoint", "tta", "classes", "predictions": [{"image",
     "probabilities": {class: p}, "prediction"}]} instead (also with --output, which still
     writes the CSV).
+
+    \b
+    --format isicYYYY writes the challenge's submission CSV instead:
+      isic2016  ISIC_0000003,<malignant probability> (no header)
+      isic2017  image_id,melanoma,seborrheic_keratosis (one task's model: its column only)
+      isic2018  image,MEL,NV,BCC,AKIEC,BKL,DF,VASC
+      isic2019  image,MEL,NV,BCC,AK,BKL,DF,VASC,SCC,UNK (UNK 0.0 for an 8-class model)
+      isic2020  image_name,target
+    A run whose classes do not fit the format is refused before anything is written.
     """
     import io
 
     from synergic.data.names import printable_name
     from synergic.rundir import resolve_checkpoint
-    from synergic.serving import predict_images
+    from synergic.serving import predict_images, run_tta
 
     checkpoint = resolve_checkpoint(run_dir, checkpoint)
-    classes, rows = predict_images(run_dir, list(images), checkpoint=checkpoint, overrides=overrides)
+    tta = run_tta(run_dir) if tta is None else tta
+    classes, rows = predict_images(run_dir, list(images), checkpoint=checkpoint, overrides=overrides,
+                                   tta=tta)
     buffer = io.StringIO()
     from synergic.data.names import CsvWriter
 
@@ -242,6 +276,10 @@ def predict(run_dir: Path, images, output: Path | None, checkpoint: str, overrid
         records.append({"image": printable_name(path), "prediction": classes[best],
                         "probabilities": dict(zip(classes, map(float, probabilities)))})
     text = buffer.getvalue()
+    if csv_format != "csv":
+        from synergic.serving import submission_csv
+
+        text = submission_csv(csv_format, classes, rows)
     if output:
         from synergic.experiment import write_text_atomically
 
@@ -251,7 +289,7 @@ def predict(run_dir: Path, images, output: Path | None, checkpoint: str, overrid
                 f"{len(rows)} predictions written to {printable_name(output)}", markup=False
             )
     if output_mode.json:
-        output_mode.emit_json({"run_dir": str(run_dir), "checkpoint": checkpoint,
+        output_mode.emit_json({"run_dir": str(run_dir), "checkpoint": checkpoint, "tta": tta,
                                "classes": classes, "predictions": records})
     elif not output:
         click.echo(text, nl=False)

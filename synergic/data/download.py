@@ -1,9 +1,18 @@
-"""Downloading data sets: a resumable :func:`fetch` and the ISIC 2016 downloader.
+"""Downloading data sets: the generic parts that every data set's ``download`` is built on.
 
-Only the standard library talks to the network (``urllib``); ``rich`` draws the progress bars.
-A file is written to ``<name>.part`` and renamed when complete, so a file under its final name is
-always whole; an interrupted download continues where it stopped (HTTP ``Range``) when the server
-allows it, and starts over when it does not.
+* :func:`fetch`: one URL to one file, resumable;
+* :func:`fetch_unpacked`: an official zip archive fetched, checked and unpacked into its folder
+  once (a ``.<folder>.complete`` marker records it; the archive is then deleted);
+* :func:`unpack_zip`: the checked unpacking (CRC of every member, no member outside the folder);
+* :func:`verify_images`: after a download, one image per ground-truth row, or a one-line error;
+* :func:`data_root`: the folder a data set is downloaded to.
+
+Each built-in data set's ``download`` (``synergic.data.datasets.isic2016.download`` ...
+``isic2020.download``) is a few lines over these; ``synergic data download NAME`` calls it.
+Only the standard library talks to the network (``urllib``) and unpacks (``zipfile``); ``rich``
+draws the progress bars. A file is written to ``<name>.part`` and renamed when complete, so a file
+under its final name is always whole; an interrupted download continues where it stopped (HTTP
+``Range``) when the server allows it, and starts over when it does not.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import re
 import shutil
 import zipfile
 import zlib
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from urllib.error import HTTPError, URLError
@@ -25,23 +35,16 @@ from synergic.data.paths import default_data_root
 from synergic.errors import SynergicError
 
 __all__ = [
-    "ISIC2016_BASE_URL",
-    "ISIC2016_FILES",
+    "completion_marker",
+    "count_images",
+    "data_root",
     "default_data_root",
-    "download_isic2016",
     "fetch",
+    "fetch_unpacked",
+    "has_one_image_per_row",
+    "unpack_zip",
+    "verify_images",
 ]
-
-ISIC2016_BASE_URL = "https://isic-challenge-data.s3.amazonaws.com/2016/"
-"""Where the ISIC challenge publishes the 2016 files."""
-
-ISIC2016_FILES = (
-    "ISBI2016_ISIC_Part3_Training_Data.zip",
-    "ISBI2016_ISIC_Part3_Training_GroundTruth.csv",
-    "ISBI2016_ISIC_Part3_Test_Data.zip",
-    "ISBI2016_ISIC_Part3_Test_GroundTruth.csv",
-)
-"""The four official files of ISIC 2016 Part 3 (lesion classification)."""
 
 _CHUNK_BYTES = 1 << 20
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+|\*)(?:-(\d+))?/(\d+|\*)")
@@ -175,65 +178,78 @@ def _int_or_none(value: str | None) -> int | None:
     return int(value) if value is not None and value.isdigit() else None
 
 
-def download_isic2016(
-    root: str | os.PathLike[str] | None = None,
-    *,
-    base_url: str = ISIC2016_BASE_URL,
-    progress: bool = True,
-) -> Path:
-    """Download and unpack ISIC 2016 Part 3 into ``root``; return ``root``.
+def data_root(root: str | os.PathLike[str] | None, name: str) -> Path:
+    """``root`` (or :func:`default_data_root` ``(name)`` when None), created; return it.
 
-    ``root`` defaults to :func:`default_data_root` ``("isic2016")``. Each archive is checked
-    (``zipfile.testzip``), unpacked (refusing members that would land outside ``root``) and
-    deleted; a ``.<folder>.complete`` marker then records the unpacked folder. Finally both splits
-    must load, with as many images in each folder as rows in its CSV. Calling it again fetches
-    nothing that is already complete, so it is safe to rerun after an interruption.
+    Raises:
+        SynergicError: the folder cannot be created (one line, with the reason).
     """
-    from synergic.data.datasets import isic2016 as layout
-
-    root_dir = Path(root).expanduser() if root is not None else default_data_root("isic2016")
+    root_dir = Path(root).expanduser() if root is not None else default_data_root(name)
     try:
         root_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise SynergicError(f"cannot create {root_dir}: {error.strerror or error}") from None
-    base = base_url if base_url.endswith("/") else base_url + "/"
-
-    for split, (image_dir_name, csv_name) in layout.SPLIT_FILES.items():
-        csv_path = fetch(base + csv_name, root_dir / csv_name, progress=progress)
-        folder = root_dir / image_dir_name
-        marker = root_dir / f".{image_dir_name}.complete"
-        if not _is_unpacked(folder, marker, csv_path):
-            zip_name = f"{image_dir_name}.zip"
-            archive = fetch(base + zip_name, root_dir / zip_name, progress=progress)
-            _unpack(archive, folder, progress=progress)
-            marker.touch()
-            archive.unlink()
-        _verify_split(layout, split, folder, csv_path, marker)
     return root_dir
 
 
-def _is_unpacked(folder: Path, marker: Path, csv_path: Path) -> bool:
-    if marker.is_file() and folder.is_dir():
-        return True
-    # A copy unpacked by hand counts too, when it has one image per CSV row.
-    if not folder.is_dir():
-        return False
-    from synergic.data.datasets.isic2016 import read_ground_truth
-
-    try:
-        rows = read_ground_truth(csv_path)
-    except SynergicError:
-        return False
-    return bool(rows) and _count_jpegs(folder) == len(rows)
+def completion_marker(folder: Path) -> Path:
+    """The empty file beside ``folder`` that says its archive was unpacked whole:
+    ``.<folder name>.complete``."""
+    return folder.parent / f".{folder.name}.complete"
 
 
-def _count_jpegs(folder: Path) -> int:
-    # The one listing rule: a macOS ._ISIC_0000000.jpg sidecar beside the images is not one.
-    return len(list_image_files(folder, extensions=[".jpg"], recursive=False))
+def count_images(folder: Path, extensions: Sequence[str] = (".jpg",)) -> int:
+    """How many images ``folder`` holds (not its subfolders), by the one listing rule
+    (:func:`synergic.data.listing.list_image_files`: a macOS ``._ISIC_0000000.jpg`` sidecar is
+    not an image)."""
+    return len(list_image_files(folder, extensions=list(extensions), recursive=False))
 
 
-def _unpack(archive: Path, folder: Path, *, progress: bool) -> None:
-    """Unpack ``archive`` so that its images end up directly in ``folder``."""
+def fetch_unpacked(
+    base_url: str,
+    folder: Path,
+    *,
+    complete: Callable[[Path], bool] | None = None,
+    progress: bool = True,
+) -> Path:
+    """Make sure ``folder`` holds the unpacked official archive ``<base_url><folder name>.zip``;
+    return ``folder``.
+
+    Nothing is fetched when ``folder`` has its :func:`completion_marker`, or when ``complete``
+    says that a copy unpacked by hand is whole (e.g. one image per ground-truth row). Otherwise
+    the archive is downloaded beside ``folder`` with :func:`fetch` (resumable), unpacked into it
+    with :func:`unpack_zip`, marked complete and deleted.
+
+    Raises:
+        SynergicError: the download fails (the ``.part`` stays, to resume from), or the archive
+            is damaged or unsafe (it is deleted, so the next call fetches it anew).
+    """
+    marker = completion_marker(folder)
+    if folder.is_dir() and (marker.is_file() or (complete is not None and complete(folder))):
+        return folder
+    base = base_url if base_url.endswith("/") else base_url + "/"
+    zip_name = f"{folder.name}.zip"
+    archive = fetch(base + zip_name, folder.parent / zip_name, progress=progress)
+    unpack_zip(archive, folder, progress=progress)
+    marker.touch()
+    archive.unlink()
+    return folder
+
+
+def unpack_zip(archive: Path, folder: Path, *, progress: bool = True) -> None:
+    """Unpack ``archive`` so that its files end up directly in ``folder``.
+
+    The official archives hold one top folder named like the zip; a flat archive, or one whose
+    single top folder has another name, is accepted too, and a ``__MACOSX`` folder is dropped.
+    Every member must pass its CRC check (``zipfile.ZipFile.testzip``) and none may land outside
+    ``folder``'s parent (absolute paths, ``..``, symbolic links: "zip slip"). The files go to a
+    staging folder first, so ``folder`` never holds half an archive; an incomplete earlier copy
+    in ``folder`` is completed rather than deleted.
+
+    Raises:
+        SynergicError: the archive is not a valid zip, fails a CRC check or has an unsafe member
+            (the archive is deleted), or the disk refuses the files.
+    """
     staging = folder.parent / f".{folder.name}.unpacking"
     if staging.exists():
         shutil.rmtree(staging)
@@ -265,7 +281,6 @@ def _unpack(archive: Path, folder: Path, *, progress: bool) -> None:
         shutil.rmtree(staging, ignore_errors=True)
         raise SynergicError(f"could not unpack {archive}: {error.strerror or error}") from None
 
-    # The official archives hold one top folder named like the zip; accept a flat archive too.
     shutil.rmtree(staging / "__MACOSX", ignore_errors=True)
     entries = list(staging.iterdir())
     if (staging / folder.name).is_dir():
@@ -295,19 +310,66 @@ def _is_safe_member(member: zipfile.ZipInfo) -> bool:
     return not is_symlink
 
 
-def _verify_split(layout, split: str, folder: Path, csv_path: Path, marker: Path) -> None:
-    redo = f"delete {folder.parent} and run 'synergic data download isic2016' again"
+def verify_images(
+    folder: Path,
+    read_ids: Callable[[], Sequence[str]],
+    *,
+    what: str,
+    source: Path,
+    dataset: str,
+    extension: str = ".jpg",
+) -> None:
+    """Check a downloaded split: ``read_ids()`` (the image ids of its ground truth in ``source``)
+    must be non-empty, each with its ``<id><extension>`` in ``folder``, and ``folder`` must hold
+    no other image of that extension. On failure the folder's :func:`completion_marker` is
+    removed, so that the next download looks again.
+
+    Raises:
+        SynergicError: one line naming ``what`` (e.g. ``"ISIC 2017 val data"``), the folder, the
+            CSV and a missing image, and saying to delete the data folder and download
+            ``dataset`` again. An error of ``read_ids`` is reported as the data being damaged.
+    """
+    marker = completion_marker(folder)
+    redo = f"delete {folder.parent} and run 'synergic data download {dataset}' again"
     try:
-        rows = layout.read_ground_truth(csv_path)
+        ids = list(read_ids())
     except SynergicError as error:
         marker.unlink(missing_ok=True)
-        raise SynergicError(f"downloaded ISIC 2016 is damaged: {error}; {redo}") from None
-    missing = [image_id for image_id, _ in rows if not (folder / f"{image_id}.jpg").is_file()]
-    images = _count_jpegs(folder)
-    if not rows or missing or images != len(rows):
+        raise SynergicError(f"downloaded {what} is damaged: {error}; {redo}") from None
+    missing = [image_id for image_id in ids if not (folder / f"{image_id}{extension}").is_file()]
+    images = count_images(folder, (extension,)) if folder.is_dir() else 0
+    if not ids or missing or images != len(ids):
         marker.unlink(missing_ok=True)
-        detail = f", e.g. no {folder / (missing[0] + '.jpg')}" if missing else ""
+        detail = f", e.g. no {folder / (missing[0] + extension)}" if missing else ""
         raise SynergicError(
-            f"downloaded ISIC 2016 {split} data is incomplete: {images} images in {folder} "
-            f"for {len(rows)} rows in {csv_path}{detail}; {redo}"
+            f"downloaded {what} is incomplete: {images} images in {folder} "
+            f"for {len(ids)} rows in {source}{detail}; {redo}"
         )
+
+
+def has_one_image_per_row(folder: Path, read_ids: Callable[[], Sequence[str]]) -> bool:
+    """Whether a folder unpacked by hand is whole: ``read_ids()`` works, is non-empty, and
+    ``folder`` holds exactly as many ``.jpg`` images. For :func:`fetch_unpacked`'s ``complete``."""
+    try:
+        ids = read_ids()
+    except SynergicError:
+        return False
+    return bool(ids) and count_images(folder) == len(ids)
+
+
+# ISIC 2016 lives in synergic.data.datasets.isic2016 (its download is isic2016.download); these
+# names stay importable from here, resolved at first use so that neither module imports the other
+# when it loads.
+_MOVED = {
+    "ISIC2016_BASE_URL": "BASE_URL",
+    "ISIC2016_FILES": "DOWNLOAD_FILES",
+    "download_isic2016": "download",
+}
+
+
+def __getattr__(name: str):
+    if name in _MOVED:
+        from synergic.data.datasets import isic2016
+
+        return getattr(isic2016, _MOVED[name])
+    raise AttributeError(f"module 'synergic.data.download' has no attribute {name!r}")

@@ -1,11 +1,16 @@
-"""Carving a validation split out of a training split."""
+"""Carving a validation split out of a training split: stratified by class
+(:func:`stratified_split`), or by class and group (:func:`grouped_stratified_split`, with
+scikit-learn's :class:`~sklearn.model_selection.StratifiedGroupKFold`) when images of one lesion
+or patient must stay on one side."""
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections import Counter
 from collections.abc import Sequence
+from fractions import Fraction
 
 import numpy as np
 
@@ -29,10 +34,7 @@ def stratified_split(
     Raises:
         SynergicError: ``fraction`` is not a number in [0, 1).
     """
-    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real):
-        raise SynergicError(f"validation fraction must be a number in [0, 1), got {fraction!r}")
-    if not 0.0 <= fraction < 1.0:
-        raise SynergicError(f"validation fraction must be in [0, 1), got {fraction}")
+    _check_fraction(fraction)
     labels = [int(label) for label in labels]
     everything = list(range(len(labels)))
     if fraction == 0.0:
@@ -54,8 +56,120 @@ def stratified_split(
     return [i for i in everything if i not in val_set], sorted(val)
 
 
-def unrepresentable_classes(labels: Sequence[int]) -> list[int]:
-    """Labels with fewer than 2 images: a carved validation split cannot hold them, since a
-    class must keep a training image."""
-    counts = Counter(int(label) for label in labels)
+def _check_fraction(fraction: float) -> None:
+    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real):
+        raise SynergicError(f"validation fraction must be a number in [0, 1), got {fraction!r}")
+    if not 0.0 <= fraction < 1.0:
+        raise SynergicError(f"validation fraction must be in [0, 1), got {fraction}")
+
+
+MAX_GROUPED_FOLDS = 100
+"""The most folds :func:`grouped_stratified_split` deals the groups into: the validation fraction
+is met as closely as a fraction with a denominator of at most 100 can (0.15 exactly, as 3/20)."""
+
+
+def grouped_stratified_split(
+    labels: Sequence[int], groups: Sequence[str], fraction: float, seed: int
+) -> tuple[list[int], list[int]]:
+    """Split indices ``0..len(labels)-1`` into ``(train, val)`` so that every group (``groups[i]``
+    is image ``i``'s lesion or patient id) lies wholly on one side, keeping the class proportions
+    as well as the groups allow.
+
+    scikit-learn's ``StratifiedGroupKFold(k, shuffle=True, random_state=seed)`` deals the groups
+    into ``k`` folds of similar class mix, and ``m`` consecutive folds become the validation
+    split, where ``m/k`` is the fraction closest to ``fraction`` with ``k`` at most
+    :data:`MAX_GROUPED_FOLDS`, the number of groups and the images of the largest class
+    (:meth:`fractions.Fraction.limit_denominator`: 0.2 is 1 fold of 5, 0.15 is 3 of 20). So the
+    validation split holds about ``fraction`` of the *groups'* images, not exactly that many.
+    Of the ``k`` runs of ``m`` consecutive folds (starting at fold 0, 1, ...) the first is taken
+    that leaves every class found in at least 2 groups on both sides; when none does, the one
+    that misses the fewest (a class in a single group cannot be on both sides: see
+    :func:`unrepresentable_classes`). The same inputs always give the same split; both lists
+    come back sorted. ``fraction=0`` puts everything in train.
+
+    Raises:
+        SynergicError: ``fraction`` is not a number in [0, 1); ``groups`` is not one id per
+            image; the images form fewer than 2 groups, or no class has 2 images.
+    """
+    _check_fraction(fraction)
+    labels_array = np.asarray([int(label) for label in labels], dtype=np.int64)
+    groups = [str(group) for group in groups]
+    if len(groups) != len(labels_array):
+        raise SynergicError(
+            f"{len(groups)} group ids for {len(labels_array)} images: a grouped validation split "
+            "needs one group id per image"
+        )
+    everything = list(range(len(labels_array)))
+    if fraction == 0.0:
+        return everything, []
+    group_count = len(set(groups))
+    if group_count < 2:
+        raise SynergicError(
+            f"the {len(groups)} training images form {group_count} group, so no validation split "
+            "can keep groups apart: set data.validation_group_by: none"
+        )
+    # scikit-learn needs no more folds than groups, nor than the images of the largest class.
+    most_folds = min(MAX_GROUPED_FOLDS, group_count, max(Counter(labels_array.tolist()).values()))
+    if most_folds < 2:
+        raise SynergicError(
+            f"the {len(groups)} training images have one image per class, too few for a "
+            "grouped validation split: add images or set data.validation_fraction=0"
+        )
+    approximation = Fraction(fraction).limit_denominator(most_folds)
+    folds, taken = approximation.denominator, approximation.numerator
+    if taken == 0:  # fewer groups than 1/fraction: one fold's worth is the least there is
+        folds, taken = most_folds, 1
+    taken = min(taken, folds - 1)
+
+    fold_of = _group_folds(tuple(labels_array.tolist()), tuple(groups), folds, seed % 2**32)
+    unrepresentable = set(unrepresentable_classes(labels_array.tolist(), groups))
+    coverable = sorted(set(labels_array.tolist()) - unrepresentable)
+    best: tuple[tuple[int, int], np.ndarray] | None = None
+    for start in range(folds):
+        in_val = np.isin(fold_of, [(start + j) % folds for j in range(taken)])
+        val_classes, train_classes = set(labels_array[in_val]), set(labels_array[~in_val])
+        missing = sum(1 for k in coverable if k not in val_classes or k not in train_classes)
+        score = (int(not in_val.any() or in_val.all()), missing)
+        if best is None or score < best[0]:
+            best = (score, in_val)
+        if score == (0, 0):
+            break
+    assert best is not None
+    in_val = best[1]
+    return [i for i in everything if not in_val[i]], [i for i in everything if in_val[i]]
+
+
+@functools.lru_cache(maxsize=4)
+def _group_folds(
+    labels: tuple[int, ...], groups: tuple[str, ...], folds: int, seed: int
+) -> np.ndarray:
+    """The fold of each image under ``StratifiedGroupKFold``; cached, since a run asks twice
+    (checks, then decoding) and 25,000 images with 20 folds take seconds."""
+    import warnings
+
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    fold_of = np.zeros(len(labels), dtype=np.int64)
+    with warnings.catch_warnings():
+        # "The least populated class has only n members": expected of a rare class; the caller
+        # picks the folds that keep every class it can on both sides.
+        warnings.simplefilter("ignore", UserWarning)
+        placeholder = np.zeros(len(labels))
+        for fold, (_, held_out) in enumerate(splitter.split(placeholder, labels, groups)):
+            fold_of[held_out] = fold
+    fold_of.setflags(write=False)
+    return fold_of
+
+
+def unrepresentable_classes(
+    labels: Sequence[int], groups: Sequence[str] | None = None
+) -> list[int]:
+    """Labels with fewer than 2 images (with ``groups``: found in fewer than 2 groups): a carved
+    validation split cannot hold them, since a class must keep a training image (and a group
+    cannot be on both sides)."""
+    if groups is None:
+        counts = Counter(int(label) for label in labels)
+    else:
+        counts = Counter(label for label, _ in {(int(k), str(g)) for k, g in zip(labels, groups)})
     return sorted(label for label, count in counts.items() if count < 2)

@@ -56,6 +56,7 @@ _REGISTRY_HOOKS = {
     "register_pair_samplers": "pair_samplers",
     "register_synergic_heads": "synergic_heads",
     "register_aggregators": "aggregators",
+    "register_loggers": "loggers",
 }
 #: Every hook a plugin can implement (the functions marked ``@hookspec`` in :mod:`.hookspecs`).
 HOOK_NAMES = sorted(

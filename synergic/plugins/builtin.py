@@ -20,6 +20,10 @@ def register_backbones(register):
 @hookimpl
 def register_datasets(register):
     register("isic2016", "synergic.data.datasets.isic2016:isic2016")
+    register("isic2017", "synergic.data.datasets.isic2017:isic2017")
+    register("isic2018", "synergic.data.datasets.isic2018:isic2018")
+    register("isic2019", "synergic.data.datasets.isic2019:isic2019")
+    register("isic2020", "synergic.data.datasets.isic2020:isic2020")
     register("folder", "synergic.data.datasets.folder:image_folder")
     register("csv", "synergic.data.datasets.csv_dataset:csv_dataset")
     register("synthetic_lesions", "synergic.data.datasets.synthetic:synthetic_lesions")
@@ -42,3 +46,10 @@ def register_aggregators(register):
     register("mean_logits", "synergic.aggregators:mean_logits")
     register("max", "synergic.aggregators:max_softmax")
     register("vote", "synergic.aggregators:vote")
+
+
+@hookimpl
+def register_loggers(register):
+    register("csv", "synergic.loggers.csv:csv_logger")
+    register("tensorboard", "synergic.loggers.tensorboard:TensorBoardLogger")
+    register("mlflow", "synergic.loggers.mlflow:MLflowLogger")

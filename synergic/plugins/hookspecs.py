@@ -168,6 +168,49 @@ def register_aggregators(register):
 
 
 @hookspec
+def register_loggers(register):
+    """Register loggers (``loggers: [NAME, ...]`` or ``{name: NAME, options: {...}}``).
+
+    A factory is called before training as
+    ``factory(*, run_dir: Path | None, experiment: str, resume: bool, start_step: int, **options)``
+    with the run directory (``None`` for ``synergic recipe check``), the recipe's ``name``,
+    whether the run resumes and from which step (the checkpoint's; 0 for a new run), and
+    ``loggers[i].options`` as keyword arguments. It checks what can fail (a package, a server),
+    raising a one-line ``synergic.errors.SynergicError``, and writes nothing yet. It returns an
+    object with ``log_hyperparams(params)``, ``log_metrics(metrics, step)``,
+    ``log_artifacts(run_dir)`` and ``finalize(status)`` (Lightning's names), called on rank 0
+    only; one that raises during the run is switched off with a warning and the run goes on.
+    Protocol: ``synergic.loggers.Logger``.
+
+    Args:
+        register: ``register(name, factory, description="")`` adds a logger factory.
+
+    Example:
+
+    ```python
+    @synergic.hookimpl
+    def register_loggers(register):
+        class PrintLogger:
+            "Print every metric."
+
+            def __init__(self, *, run_dir, experiment, resume, start_step):
+                self.experiment = experiment
+
+            def log_hyperparams(self, params): ...
+
+            def log_metrics(self, metrics, step):
+                print(self.experiment, step, metrics)
+
+            def log_artifacts(self, run_dir): ...
+
+            def finalize(self, status): ...
+
+        register("print", PrintLogger)
+    ```
+    """
+
+
+@hookspec
 def register_commands(cli):
     """Add subcommands to the ``synergic`` command.
 

@@ -406,6 +406,8 @@ def check_registry_names(recipe: Recipe, *, source: str = "recipe") -> None:
         ("model.synergic_head.name", registry.synergic_heads, recipe.model.synergic_head.name),
         ("model.aggregator", registry.aggregators, recipe.model.aggregator),
         ("train.sampler.name", registry.pair_samplers, recipe.train.sampler.name),
+        *((f"loggers[{i}].name", registry.loggers, logger.name)
+          for i, logger in enumerate(recipe.loggers)),
     ]
     for key, names, name in checks:
         if name in names:

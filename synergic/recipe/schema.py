@@ -35,6 +35,8 @@ __all__ = [
     "SamplerConfig",
     "OptimizerConfig",
     "LRScheduleConfig",
+    "LoggerConfig",
+    "EMAConfig",
 ]
 
 
@@ -177,6 +179,14 @@ class DataConfig(_Section):
         description="With validation_fraction > 0, a class with a single training image cannot "
         "be in the carved validation split: an error, unless this is true (then a warning).",
     )
+    validation_group_by: str = Field(
+        "auto",
+        min_length=1,
+        description="Which of the data set's groups the carved validation split keeps whole, so "
+        "that no patient or lesion has images on both sides: auto = patient, else lesion, else "
+        "the data set's first kind of group (no grouping when it has none); none = no grouping; "
+        "or a kind the data set names. Left out of the written recipe while auto.",
+    )
     augment: AugmentConfig = Field(
         default_factory=AugmentConfig,
         description="Training-time augmentation; `false` turns it off, `true` means the defaults.",
@@ -201,9 +211,12 @@ class DataConfig(_Section):
     @model_serializer(mode="wrap")
     def _leave_out_no_cross_validation(self, handler):
         dumped = handler(self)
-        # Recipes, identities and run directories from before cross-validation stay the same.
+        # Recipes, identities and run directories from before cross-validation (and grouped
+        # validation splits) stay the same.
         if isinstance(dumped, dict) and not self.cross_validation.folds:
             dumped.pop("cross_validation", None)
+        if isinstance(dumped, dict) and self.validation_group_by == "auto":
+            dumped.pop("validation_group_by", None)
         return dumped
 
 
@@ -358,6 +371,78 @@ class LRScheduleConfig(_Section):
         return value
 
 
+class EMAConfig(_Section):
+    """An exponential moving average (EMA) of the weights, kept by timm's ``ModelEmaV3``
+    (``timm.utils.model_ema``; its option names), updated after every optimiser step; off while
+    ``decay`` is null. Not in the paper. It averages the buffers too (BatchNorm running
+    statistics), unless ``exclude_buffers``. Left out of the written recipe while off, so recipes
+    and runs without it do not change (see the documentation's page on TTA and EMA)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decay: float | None = Field(
+        None, gt=0, lt=1,
+        description="Weight of the old average in each update, e.g. 0.9998 (an average over "
+        "about 1 / (1 - decay) = 5000 steps); null: no EMA.",
+    )
+    min_decay: float = Field(
+        0.0, ge=0, lt=1, description="Lowest decay during the warm-up (use_warmup)."
+    )
+    update_after_step: int = Field(
+        0, ge=0,
+        description="Steps during which the average only copies the weights (decay 0) before "
+        "it starts averaging.",
+    )
+    use_warmup: bool = Field(
+        False,
+        description="Grow the decay from 0 towards `decay` as 1 - (1 + t / warmup_gamma) ^ "
+        "-warmup_power (t: steps after update_after_step).",
+    )
+    warmup_gamma: float = Field(1.0, gt=0, description="gamma of the warm-up.")
+    warmup_power: float = Field(2 / 3, gt=0, description="power of the warm-up.")
+    device: Literal["cpu"] | None = Field(
+        None,
+        description="Keep the average on the CPU (saves accelerator memory; evaluating it then "
+        "runs on the CPU); null: on the training device.",
+    )
+    exclude_buffers: bool = Field(
+        False,
+        description="Copy the buffers (BatchNorm running statistics) instead of averaging them.",
+    )
+    report: bool = Field(
+        True,
+        description="The run reports the averaged weights: validation (train.select and best.pt), "
+        "the test metrics, predictions.csv, and eval, predict and export use them; false keeps "
+        "the average in the checkpoints only and reports the trained weights.",
+    )
+
+    @classmethod
+    def expand_shorthand(cls, value: Any) -> Any:
+        if value is True:
+            return {"decay": 0.9998}
+        if value is False or value is None:
+            return {}
+        return value
+
+    @model_validator(mode="after")
+    def _options_need_decay(self) -> EMAConfig:
+        if self.decay is None and self.model_fields_set - {"decay"}:
+            given = ", ".join(sorted(self.model_fields_set - {"decay"}))
+            raise ValueError(
+                f"{given} given but decay is null (EMA off): set decay, e.g. 0.9998, to turn the "
+                "EMA on"
+            )
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.decay is not None
+
+    def timm_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``timm.utils.ModelEmaV3`` (all but ``report``)."""
+        return self.model_dump(exclude={"report"})
+
+
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
@@ -404,6 +489,14 @@ class TrainConfig(_Section):
         "fp32", description="Arithmetic precision; bf16 and fp16 use autocast on the GPU."
     )
     compile: bool = Field(False, description="Compile the model with torch.compile.")
+    fuse_components: Literal["auto"] | bool = Field(
+        "auto",
+        description="Run components of one architecture as one batched computation (torch.vmap "
+        "over their stacked weights): the same losses, gradients and BatchNorm statistics up to "
+        "float reassociation, fewer kernel launches; auto: on when possible and on a GPU (off "
+        "on the CPU); true: on when possible, else a warning says why not. Result-neutral; left "
+        "out of the written recipe while auto.",
+    )
     channels_last: bool = Field(
         True, description="Keep images and convolutions in channels-last memory layout."
     )
@@ -419,8 +512,11 @@ class TrainConfig(_Section):
         description="Write a checkpoint every this many iterations; 0 only at the end.",
     )
     log_every: int = Field(10, ge=1, description="Log the losses every this many iterations.")
-    num_workers: int = Field(
-        0, ge=0, description="Worker processes that decode images; 0 decodes in the main process."
+    num_workers: Literal["auto"] | int = Field(
+        "auto",
+        description="Worker processes that decode images (not training data loaders: training "
+        "indexes the decoded tensor); 0 decodes in the main process; auto: one per CPU core "
+        "this process may use (os.sched_getaffinity), in the main process below 256 images.",
     )
     sync_batchnorm: Literal["auto"] | bool = Field(
         "auto",
@@ -453,12 +549,65 @@ class TrainConfig(_Section):
         "predictions.csv stay); auto = all for a single run, selected for each run of a sweep.",
     )
 
+    tta: Literal["none", "flips", "d4"] = Field(
+        "none",
+        description="Test-time augmentation of the run's evaluations (validation and test): "
+        "none; flips = the image, its horizontal and its vertical flip (3 views); d4 = the 8 "
+        "rotations by 90 degrees and flips. Each component's softmax is averaged over the "
+        "views before aggregation. Left out of the written recipe while none.",
+    )
+    ema: EMAConfig = Field(
+        default_factory=EMAConfig,
+        description="EMA of the weights (timm's ModelEmaV3); off unless `decay` is set; `true` "
+        "means decay 0.9998.",
+    )
+
+    @field_validator("num_workers", mode="before")
+    @classmethod
+    def _check_num_workers(cls, value: Any) -> Any:
+        if value != "auto" and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ValueError("must be 'auto' or an integer >= 0")
+        return value
+
     @field_validator("device")
     @classmethod
     def _check_device(cls, value: str) -> str:
         if not _DEVICE.fullmatch(value):
             raise ValueError("must be auto, cpu, cuda or cuda:N (e.g. cuda:1)")
         return value
+
+    @model_serializer(mode="wrap")
+    def _leave_out_features_that_are_off(self, handler):
+        dumped = handler(self)
+        # Recipes, identities and run directories from before TTA and EMA stay the same.
+        if isinstance(dumped, dict):
+            if self.tta == "none":
+                dumped.pop("tta", None)
+            if self.fuse_components == "auto":
+                dumped.pop("fuse_components", None)
+            if not self.ema.enabled:
+                dumped.pop("ema", None)
+        return dumped
+
+
+# ------------------------------------------------------------------------------------------ loggers
+
+
+class LoggerConfig(_NamedComponent):
+    """A logger of the run besides log.csv (Lightning's term): a name in the logger registry and
+    its options; a plain string is shorthand for ``{name: ...}``. See the Loggers page."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        description="Logger name in the logger registry: csv (log.csv, always on), tensorboard, "
+        "mlflow (`synergic list loggers`)."
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Keyword arguments passed to the logger factory, e.g. tracking_uri for "
+        "mlflow.",
+    )
 
 
 # ------------------------------------------------------------------------------------------- recipe
@@ -476,3 +625,17 @@ class Recipe(_Section):
     data: DataConfig = Field(description="The data set and its preparation.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="The SDL^n model.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="The training loop.")
+    loggers: list[LoggerConfig] = Field(
+        default_factory=list,
+        description="Where parameters, losses and metrics go besides log.csv: names or "
+        "{name, options}, e.g. [tensorboard, mlflow]. Changes no result (a run may be resumed "
+        "with other loggers). Left out of the written recipe while empty.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _leave_out_no_loggers(self, handler):
+        dumped = handler(self)
+        # Recipes and run directories from before loggers existed stay the same.
+        if isinstance(dumped, dict) and not self.loggers:
+            dumped.pop("loggers", None)
+        return dumped

@@ -93,7 +93,7 @@ def write_report(
     output: str | os.PathLike[str] | None = None,
     *,
     paper: bool | None = None,
-    metric: str = "ap",
+    metric: str | None = None,
     n_bootstrap: int = DEFAULT_N_BOOTSTRAP,
 ) -> Report:
     """Write the Markdown report of the runs, sweeps and cross-validations in ``paths`` to
@@ -101,7 +101,9 @@ def write_report(
     ``<stem>_components.png``, ``<stem>_calibration.png``).
 
     ``output`` defaults to ``report.md`` beside what is reported on
-    (:func:`default_report_path`). ``metric`` is the one plotted against lambda and time.
+    (:func:`default_report_path`). ``metric`` is the one plotted against lambda and time, shown
+    for validation and first among the test columns; None: the runs' primary metric (their data
+    set's ranking metric as ``metrics.json`` records it, :func:`synergic.sweep.primary_metric_of`).
     ``paper`` adds the paper's reported numbers (Tables 1 and 2) as reference rows; by default
     (None) only when every run is on the official ISIC 2016 split (:func:`paper_applies`).
     ``n_bootstrap`` is the number of paired resamples of the SDL-vs-ensemble comparison
@@ -129,6 +131,11 @@ def write_report(
         paper = paper and bool(runs)
         if not paper and any(run.recipe.data.dataset == "isic2016" for run in runs):
             notes.append(f"the paper's rows are left out: {reasons[0]} (--paper adds them)")
+    if metric is None:
+        from synergic.sweep.summary import primary_metric_of
+
+        metric = primary_metric_of([run.metrics for run in runs]
+                                   + [cv.summary for cv in cross_validations])
     groups = group_runs(runs)
     for group in groups:
         group.selected = any(run.run_dir.resolve() in selected for run in group.runs)
@@ -164,7 +171,7 @@ def write_report(
         if calibration is not None:
             figures["calibration"] = calibration
         lines += _calibration_section(groups, calibration)
-    lines += _cross_validation_section(cross_validations)
+    lines += _cross_validation_section(cross_validations, metric)
     if paper:
         lines += ["## The ISIC 2016 leaderboard (paper, Table 2)", "",
                   "| method | AP* | accuracy | AUC |", "|---|---|---|---|"]
@@ -195,13 +202,14 @@ def _table_1(groups: Sequence[RunGroup], metric: str, paper: bool) -> list[str]:
     runs = sum(len(group.runs) for group in groups)
     lines = [f"{runs} runs in {len(groups)} rows. Values are mean ± sample standard deviation "
              "over the seeds of a row (runs whose recipes differ only in the seed)."]
-    if any(group.interval(m) for group in groups for m in REPORTED_METRICS):
+    if any(group.interval(m) for group in groups for m in (metric, *REPORTED_METRICS)):
         lines[-1] += (" A row of one run shows its 95 % bootstrap interval over the test images "
                       "in brackets (test_ci of its metrics.json).")
     lines.append("")
     show_validation = any(g.has_validation() for g in groups)
+    columns = ([metric] if metric not in REPORTED_METRICS else []) + list(REPORTED_METRICS)
     header = ["run", "DA", "runs"] + ([f"validation {metric}"] if show_validation else [])
-    header += [_COLUMN_TITLES[m] for m in REPORTED_METRICS] + ["training time"]
+    header += [_COLUMN_TITLES.get(m, m) for m in columns] + ["training time"]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     for group in groups:
@@ -212,14 +220,14 @@ def _table_1(groups: Sequence[RunGroup], metric: str, paper: bool) -> list[str]:
             if group.has_validation():
                 validation = format_stat(group.stat(metric, "validation"))
             row.append(validation)
-        row += [_with_interval(format_stat(group.stat(m)), group.interval(m))
-                for m in REPORTED_METRICS]
+        row += [_with_interval(format_stat(group.stat(m)), group.interval(m)) for m in columns]
         row.append(_duration(group.training_seconds))
         lines.append("| " + " | ".join(row) + " |")
     if paper:
         for reported in TABLE_1:
             row = [f"{reported.method}, paper (reported)", "Y" if reported.augmentation else "N",
-                   "", *([""] if show_validation else []), "", f"{reported.ap:.4f}*",
+                   "", *([""] if show_validation else []), *([""] * (len(columns) - 4)),
+                   "", f"{reported.ap:.4f}*",
                    f"{reported.accuracy:.4f}", f"{reported.auc:.4f}", ""]
             lines.append("| " + " | ".join(row) + " |")
     lines.append("")
@@ -309,11 +317,20 @@ def _calibration_section(groups: Sequence[RunGroup], figure: Path | None) -> lis
     return lines
 
 
-def _cross_validation_section(cross_validations: Sequence[CrossValidation]) -> list[str]:
+def _cross_validation_section(cross_validations: Sequence[CrossValidation], metric: str = "ap"
+                              ) -> list[str]:
     if not cross_validations:
         return []
     lines = ["## Cross-validation", ""]
+    sweeps: dict[Path, list[CrossValidation]] = {}
     for cv in cross_validations:
+        if cv.sweep is not None:
+            sweeps.setdefault(cv.sweep, []).append(cv)
+    for sweep, cells in sweeps.items():
+        lines += _cross_validation_sweep_table(sweep, cells, metric)
+    for cv in cross_validations:
+        if cv.sweep is not None:
+            continue
         summary = cv.summary
         repeats = summary.get("repeats", 1)
         title = (f"### {cv.label}: {summary['folds']} folds x {repeats} "
@@ -322,8 +339,8 @@ def _cross_validation_section(cross_validations: Sequence[CrossValidation]) -> l
         lines += [title, "", f"`{cv.path}`", "",
                   "| test metric | mean ± std | 95 % t-interval | folds |", "|---|---|---|---|"]
         tests = summary["test"]
-        names = [m for m in REPORTED_METRICS if m in tests]
-        names += [m for m in tests if m not in names]
+        names = [m for m in (metric, *REPORTED_METRICS) if m in tests]
+        names = list(dict.fromkeys(names)) + [m for m in tests if m not in names]
         for name in names:
             stat = tests[name] or {}
             interval = stat.get("ci")
@@ -334,7 +351,35 @@ def _cross_validation_section(cross_validations: Sequence[CrossValidation]) -> l
     lines += ["Each fold's test set is a held-out part of the training images; the t-interval "
               "over the folds treats them as independent, which they are not (they share "
               "training images): read it as optimistic. From each folder's summary.json "
-              "(`synergic cv`).", ""]
+              "(`synergic cv`, `synergic sweep --folds`).", ""]
+    return lines
+
+
+def _cross_validation_sweep_table(sweep: Path, cells: Sequence[CrossValidation], metric: str
+                                  ) -> list[str]:
+    # One row per cell of a sweep whose cells are cross-validations: mean ± std [t-interval].
+    first = cells[0].summary
+    repeats = first.get("repeats", 1)
+    names = [m for m in (metric, *REPORTED_METRICS)
+             if any(m in cv.summary["test"] for cv in cells)]
+    names = list(dict.fromkeys(names))
+    lines = [f"### Sweep of {first.get('recipe', sweep.name)}: each cell {first['folds']} folds x "
+             f"{repeats} repeat{'s' if repeats != 1 else ''}", "", f"`{sweep}`", "",
+             "| cell | fold runs | "
+             + " | ".join(f"held-out {_COLUMN_TITLES.get(m, m)}" for m in names) + " |",
+             "|" + "---|" * (len(names) + 2)]
+    for cv in cells:
+        tests = cv.summary["test"]
+        name = f"**{cv.cell}** (selected)" if cv.selected else cv.cell
+        counts = {(tests.get(m) or {}).get("n") for m in names} - {None}
+        row = [name, str(max(counts)) if counts else "n/a"]
+        row += [_with_interval(format_stat(tests.get(m)), (tests.get(m) or {}).get("ci"))
+                for m in names]
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "Mean ± sample standard deviation over each cell's fold runs, with the 95 % "
+              "t-interval in brackets. (selected): the sweep's choice, the best mean over the "
+              "held-out folds of its --select-metric (the sweep's summary.json). Each cell's "
+              "folder holds its own summary.json and oof_predictions.csv.", ""]
     return lines
 
 

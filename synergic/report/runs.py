@@ -134,6 +134,12 @@ class CrossValidation:
 
     path: Path
     summary: dict[str, Any]
+    sweep: Path | None = None
+    """The sweep folder when this is a cell of ``synergic sweep --folds``; None for ``cv``."""
+    cell: str | None = None
+    """The sweep cell's name (``key=value,...``), when ``sweep`` is set."""
+    selected: bool = False
+    """Whether the sweep selected this cell (its best mean held-out-fold metric)."""
 
     @property
     def label(self) -> str:
@@ -147,13 +153,62 @@ def _is_cross_validation(folder: Path) -> bool:
     return any(folder.glob("repeat-*/fold-*/recipe.yaml"))
 
 
+def _is_cross_validation_sweep(folder: Path) -> bool | None:
+    # synergic sweep --folds writes OUTPUT/<cell>/repeat-R/fold-F/, then the cells' and
+    # OUTPUT's summary.json (with "folds"). None: it may be one that has not finished.
+    try:
+        summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+        if isinstance(summary, dict) and "cells" in summary and "folds" in summary:
+            return True
+    except (OSError, ValueError):
+        pass
+    if not any(folder.glob("*/repeat-*/fold-*/recipe.yaml")):
+        return False
+    # a folder that also holds runs of its own is a folder of runs, not an unfinished sweep
+    return None if not any(folder.glob("*/metrics.json")) and not any(
+        folder.glob("*/*/metrics.json")) else False
+
+
+def _read_cv_summary(path: Path, command: str = "synergic cv") -> dict[str, Any]:
+    summary_path = path / "summary.json"
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        tests = summary["test"]
+        if not isinstance(tests, dict) or "folds" not in summary:
+            raise KeyError("folds")
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SynergicError(
+            f"{summary_path} cannot be read as a cross-validation summary ({error}): run the "
+            f"same {command} command again to rewrite it"
+        ) from None
+    return summary
+
+
+def _sweep_cross_validations(folder: Path) -> list[CrossValidation]:
+    """The cells of a finished ``synergic sweep --folds`` in ``folder``, in its summary's order."""
+    summary_path = folder / "summary.json"
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        cells = [(cell["cell"], folder / cell["cv_dir"]) for cell in summary["cells"]]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SynergicError(
+            f"{summary_path} cannot be read as the summary of a sweep of cross-validations "
+            f"({error}): run the same synergic sweep command again to rewrite it"
+        ) from None
+    return [CrossValidation(path, _read_cv_summary(path, "synergic sweep"), sweep=folder,
+                            cell=name, selected=name == summary.get("selected"))
+            for name, path in cells]
+
+
 def find_cross_validations(
     paths: Sequence[str | os.PathLike[str]],
 ) -> tuple[list[CrossValidation], list[Path], list[str]]:
     """Split ``paths`` into cross-validation folders (``synergic cv``'s output: ``repeat-R/fold-F``
-    run directories and ``summary.json``) and the rest, for :func:`find_runs`.
+    run directories and ``summary.json``), sweeps of cross-validations (``synergic sweep
+    --folds``: one such folder per cell, and the sweep's ``summary.json``; each cell is one
+    :class:`CrossValidation`) and the rest, for :func:`find_runs`.
 
-    Returns ``(cross-validations, other paths, notes)``; a cross-validation without its
+    Returns ``(cross-validations, other paths, notes)``; a cross-validation or sweep without its
     ``summary.json`` (still running, or interrupted) is left out with a note.
 
     Raises:
@@ -164,25 +219,24 @@ def find_cross_validations(
     notes: list[str] = []
     for raw in paths:
         path = Path(raw)
-        if not path.is_dir() or (path / "metrics.json").is_file() or not _is_cross_validation(path):
+        if not path.is_dir() or (path / "metrics.json").is_file():
             rest.append(path)
-            continue
-        summary_path = path / "summary.json"
-        if not summary_path.is_file():
-            notes.append(f"{path} is a cross-validation without summary.json: it has not "
-                         "finished; run the same synergic cv command again")
-            continue
-        try:
-            summary = json.loads(summary_path.read_text(encoding="utf-8"))
-            tests = summary["test"]
-            if not isinstance(tests, dict) or "folds" not in summary:
-                raise KeyError("folds")
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise SynergicError(
-                f"{summary_path} cannot be read as a cross-validation summary ({error}): run the "
-                "same synergic cv command again to rewrite it"
-            ) from None
-        found.append(CrossValidation(path, summary))
+        elif _is_cross_validation(path):
+            if (path / "summary.json").is_file():
+                found.append(CrossValidation(path, _read_cv_summary(path)))
+            else:
+                notes.append(f"{path} is a cross-validation without summary.json: it has not "
+                             "finished; run the same synergic cv command again")
+        elif (sweep := _is_cross_validation_sweep(path)) is not False:
+            if sweep:
+                found += _sweep_cross_validations(path)
+            else:
+                notes.append(f"{path} holds cross-validations (<cell>/repeat-R/fold-F) but no "
+                             "summary.json: a sweep with --folds that has not finished (run the "
+                             "same synergic sweep command again), or give the cross-validation "
+                             "folders themselves")
+        else:
+            rest.append(path)
     return found, rest, notes
 
 

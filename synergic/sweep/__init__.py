@@ -22,6 +22,16 @@ run keeps only the checkpoint of its reported model (:data:`KEEP_CHECKPOINTS_MAN
 The cell chosen is the one with the best mean *validation* metric, as the paper chose lambda on a
 validation set (Sect. 5, Fig. 4): the test metrics of that cell are then an honest estimate, where
 the best test value over a grid would not be.
+
+With ``folds`` (``--folds K``), each cell is a cross-validation of its recipe instead of seeds
+(:mod:`synergic.cv`), with its folds as runs::
+
+    runs/lambda-cv/
+      train.synergic_weight=0/            the cell's cross-validation folder, as synergic cv's
+        repeat-0/fold-0/ ...              one run directory per fold
+        summary.json, oof_predictions.csv
+      ...
+      summary.json, summary.md            per cell: mean, std and 95 % t-interval over its folds
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from synergic.errors import SynergicError
 from synergic.rundir import RESULT_NEUTRAL_KEYS  # shared with resume: never change results
 from synergic.rundir import KEEP_CHECKPOINTS_MANY_RUNS
 from synergic.stats import format_stat, mean_std
@@ -40,16 +51,27 @@ from synergic.sweep.execute import (
     launch_runs,
     run_state,
 )
-from synergic.sweep.plan import GridAxis, SweepRun, parse_grid, plan_sweep, value_at
+from synergic.sweep.plan import (
+    CrossValidatedCell,
+    GridAxis,
+    SweepRun,
+    parse_grid,
+    plan_cv_sweep,
+    plan_sweep,
+    value_at,
+)
 from synergic.sweep.summary import (
     REPORTED_METRICS,
     check_metric_name,
+    format_stat_interval,
+    summarize_cv_sweep,
     summarize_sweep,
     summary_markdown,
     write_summary,
 )
 
 __all__ = [
+    "CrossValidatedCell",
     "GridAxis",
     "SweepRun",
     "SweepCellError",
@@ -58,17 +80,20 @@ __all__ = [
     "KEEP_CHECKPOINTS_MANY_RUNS",
     "parse_grid",
     "plan_sweep",
+    "plan_cv_sweep",
     "run_state",
     "run_sweep",
     "execute_runs",
     "launch_runs",
     "check_finished",
     "summarize_sweep",
+    "summarize_cv_sweep",
     "summary_markdown",
     "write_summary",
     "mean_std",
     "check_metric_name",
     "format_stat",
+    "format_stat_interval",
     "value_at",
 ]
 
@@ -78,11 +103,14 @@ def run_sweep(
     grids: Sequence[str | GridAxis] = (),
     *,
     seeds: int = 1,
+    folds: int | None = None,
+    repeats: int = 1,
+    group_by: str | None = None,
     overrides: Sequence[str] = (),
     output: str | os.PathLike[str],
-    select_metric: str = "ap",
-    on_event: Callable[[str, SweepRun, int, int], None] | None = None,
-    callbacks: Callable[[SweepRun], Sequence[object]] | None = None,
+    select_metric: str | None = None,
+    on_event: Callable[[str, Any, int, int], None] | None = None,
+    callbacks: Callable[[Any], Sequence[object]] | None = None,
     on_stage: Callable[[str], None] | None = None,
     progress: bool = False,
     executor: Any = None,
@@ -91,23 +119,83 @@ def run_sweep(
     ``summary.md`` into ``output`` and return the summary. With ``executor`` (a submitit
     executor) each run is a job (:func:`execute_runs`).
 
+    With ``folds`` (k, at least 2), each cell is a cross-validation of its recipe
+    (:func:`plan_cv_sweep`; ``repeats`` and ``group_by`` as in :func:`synergic.cv.plan_cv`)
+    instead of ``seeds`` runs: every fold of every cell is a run (all of them jobs at once with
+    ``executor``), each cell's folder gets its cross-validation's ``summary.json`` and
+    ``oof_predictions.csv`` (:func:`synergic.cv.finish_cv`), and ``output/summary.json`` per
+    cell the mean, std and 95 % t-interval over its folds (:func:`summarize_cv_sweep`).
+
     A finished run is kept (after checking that its recipe is this cell's), an interrupted one is
     resumed, an empty one is started. The first run that fails stops the sweep with a
     :class:`SweepCellError` that names it; finished runs stay, so the same call continues.
 
+    ``select_metric``: the validation metric that selects the cell; None: the runs' primary
+    metric (their data set's, recorded in ``metrics.json``; ``ap`` unless the data set names
+    another).
+
     ``on_event(action, run, index, total)`` is told ``"skip"``, ``"resume"`` or ``"start"`` before
-    each run and ``"done"`` after it; ``callbacks(run)`` gives the trainer callbacks of a run.
+    each run and ``"done"`` after it (``run``: a :class:`SweepRun`, or with ``folds`` a
+    :class:`synergic.cv.FoldRun` whose ``cell`` is set); ``callbacks(run)`` gives the trainer
+    callbacks of a run.
+
+    Raises:
+        SynergicError: ``seeds`` above 1 with ``folds``, ``repeats`` or ``group_by`` without
+            them; ``output`` holding a sweep of the other
+            kind (with or without folds); what the planners refuse.
+        SweepCellError: the first run that fails or is stopped.
     """
-    check_metric_name(select_metric)
+    if select_metric is not None:
+        check_metric_name(select_metric)
+    if folds is None and (repeats != 1 or group_by is not None):
+        raise SynergicError("--repeats and --group-by apply to cross-validations: add --folds K")
     axes = [g if isinstance(g, GridAxis) else parse_grid(g) for g in grids]
-    runs = plan_sweep(recipe, axes, seeds=seeds, overrides=overrides, output=output)
-    execute_runs(runs, on_event=on_event, callbacks=callbacks, on_stage=on_stage,
-                 progress=progress, executor=executor)
-    summary = summarize_sweep(
-        runs, output, select_metric=select_metric,
-        description={"recipe": str(recipe), "overrides": list(overrides),
-                     "grid": {a.key: list(a.texts) for a in axes}, "seeds": seeds},
-    )
+    description = {"recipe": str(recipe), "overrides": list(overrides),
+                   "grid": {a.key: list(a.texts) for a in axes}}
+    if folds is None:
+        runs = plan_sweep(recipe, axes, seeds=seeds, overrides=overrides, output=output)
+        _check_same_kind(output, cross_validated=False)
+        execute_runs(runs, on_event=on_event, callbacks=callbacks, on_stage=on_stage,
+                     progress=progress, executor=executor)
+        summary = summarize_sweep(runs, output, select_metric=select_metric,
+                                  description={**description, "seeds": seeds})
+        write_summary(summary, output)
+        return summary
+
+    from synergic.cv import finish_cv
+
+    if seeds != 1:
+        raise SynergicError(
+            f"--seeds {seeds} with --folds {folds}: a cell that is a cross-validation trains "
+            "every fold with the recipe's seed; vary the folds with --repeats instead"
+        )
+    cells = plan_cv_sweep(recipe, axes, folds=folds, repeats=repeats, group_by=group_by,
+                          overrides=overrides, output=output)
+    _check_same_kind(output, cross_validated=True)
+    execute_runs([run for cell in cells for run in cell.plan.runs], on_event=on_event,
+                 callbacks=callbacks, on_stage=on_stage, progress=progress, executor=executor)
+    cell_summaries = [
+        finish_cv(cell.plan, description={
+            "recipe": str(recipe), "cell": cell.cell,
+            "overrides": [*overrides, *(f"{key}={text}" for key, text in cell.settings.items())],
+        })
+        for cell in cells
+    ]
+    summary = summarize_cv_sweep(cells, cell_summaries, output, select_metric=select_metric,
+                                 description=description)
     write_summary(summary, output)
     return summary
 
+
+def _check_same_kind(output: str | os.PathLike[str], *, cross_validated: bool) -> None:
+    # Runs of a sweep of seeds (<cell>/seed<k>/) and of a sweep of cross-validations
+    # (<cell>/repeat-R/fold-F/) would mix in one folder, summary and report.
+    from pathlib import Path
+
+    other = "*/seed*/recipe.yaml" if cross_validated else "*/repeat-*/fold-*/recipe.yaml"
+    if any(Path(output).glob(other)):
+        kind = "without" if cross_validated else "with"
+        raise SynergicError(
+            f"{output} holds runs of a sweep {kind} --folds: use another --output for a sweep "
+            f"{'with' if cross_validated else 'without'} --folds"
+        )

@@ -1,5 +1,6 @@
 """Planning a sweep: the grid (``--grid KEY=V1,V2,...``), its cells and seeds, each a
-:class:`SweepRun` with its validated recipe and run directory. Nothing runs here."""
+:class:`SweepRun` with its validated recipe and run directory; or, with ``--folds``, each cell a
+cross-validation (:class:`CrossValidatedCell`). Nothing runs here."""
 
 from __future__ import annotations
 
@@ -9,13 +10,19 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from synergic.errors import SynergicError
 from synergic.recipe import Recipe, load_recipe
 from synergic.rundir import KEEP_CHECKPOINTS_MANY_RUNS, with_keep_checkpoints_default
 
-__all__ = ["GridAxis", "SweepRun", "parse_grid", "plan_sweep", "value_at"]
+if TYPE_CHECKING:
+    from synergic.cv import CrossValidationPlan
+
+__all__ = [
+    "CrossValidatedCell", "GridAxis", "SweepRun", "parse_grid", "plan_cv_sweep", "plan_sweep",
+    "value_at",
+]
 
 # Characters kept in a cell's folder name; anything else (a "/" in a path value, spaces, quotes)
 # becomes "_" so that a value can never escape the sweep folder.
@@ -197,3 +204,53 @@ def _as_grid_message(message: str, axes: Sequence[GridAxis], texts: Sequence[str
         if message.startswith(prefix):
             return f"--grid {axis.key} (value {text})" + message[len(prefix):]
     return message
+
+
+@dataclass(frozen=True)
+class CrossValidatedCell:
+    """One cell of a sweep run as a cross-validation (``synergic sweep --folds K``)."""
+
+    cell: str
+    """The cell's folder name, as in :class:`SweepRun`."""
+    settings: dict[str, str]
+    """The grid's values of this cell as written, by key."""
+    plan: CrossValidationPlan = field(repr=False)
+    """Its folds (:func:`synergic.cv.plan_cv`): ``output/<cell>/repeat-R/fold-F``; each
+    :class:`synergic.cv.FoldRun` has ``cell`` set."""
+
+
+def plan_cv_sweep(
+    recipe: str | os.PathLike[str],
+    grids: Sequence[str | GridAxis] = (),
+    *,
+    folds: int,
+    repeats: int = 1,
+    group_by: str | None = None,
+    overrides: Sequence[str] = (),
+    output: str | os.PathLike[str],
+) -> list[CrossValidatedCell]:
+    """Every cell of the sweep (as :func:`plan_sweep` with one seed) as a cross-validation of the
+    cell's recipe (:func:`synergic.cv.plan_cv` with ``folds``, ``repeats``, ``group_by``) into
+    ``output/<cell>/``. Every cell's recipe and folds are made here, so a mistake in any cell
+    fails before anything runs.
+
+    Raises:
+        SynergicError: what :func:`plan_sweep` and :func:`synergic.cv.plan_cv` refuse; an error
+            of one cell's folds names the cell.
+    """
+    import dataclasses
+
+    from synergic.cv import plan_cv
+
+    output = Path(output)
+    cells = []
+    for sweep_run in plan_sweep(recipe, grids, overrides=overrides, output=output):
+        try:
+            plan = plan_cv(sweep_run.recipe, folds=folds, repeats=repeats, group_by=group_by,
+                           output=output / sweep_run.cell)
+        except SynergicError as error:
+            raise type(error)(f"sweep cell {sweep_run.cell}: {error}") from None
+        runs = [dataclasses.replace(run, cell=sweep_run.cell) for run in plan.runs]
+        cells.append(CrossValidatedCell(sweep_run.cell, sweep_run.settings,
+                                        dataclasses.replace(plan, runs=runs)))
+    return cells

@@ -1,5 +1,7 @@
 """A sweep's summary: per cell, the mean and std over seeds of every metric, read from the runs'
-``metrics.json``; the cell selected on validation; ``summary.json`` and ``summary.md``."""
+``metrics.json`` (or, for a sweep of cross-validations, the mean, std and 95 % t-interval over
+each cell's folds, from the cell's own summary); the cell selected on validation;
+``summary.json`` and ``summary.md``."""
 
 from __future__ import annotations
 
@@ -11,11 +13,11 @@ from typing import Any
 
 from synergic.errors import SynergicError, did_you_mean
 from synergic.stats import format_stat, mean_std
-from synergic.sweep.plan import SweepRun, value_at
+from synergic.sweep.plan import CrossValidatedCell, SweepRun, value_at
 
 __all__ = [
-    "REPORTED_METRICS", "check_metric_name", "printable_tree", "summarize_sweep",
-    "summary_markdown", "write_summary",
+    "REPORTED_METRICS", "check_metric_name", "format_stat_interval", "printable_tree",
+    "summarize_cv_sweep", "summarize_sweep", "summary_markdown", "write_summary",
 ]
 
 #: The test metrics a summary (and a report) shows, in the order of the paper's Table 1 plus the
@@ -24,15 +26,39 @@ REPORTED_METRICS: tuple[str, ...] = ("ap", "ap_trapezoid", "accuracy", "auc")
 
 
 def check_metric_name(metric: str, option: str = "--select-metric") -> None:
-    """Raise a one-line :class:`SynergicError` unless ``metric`` is a metric synergic computes."""
-    from synergic.metrics import METRIC_NAMES_BINARY, METRIC_NAMES_MULTICLASS
+    """Raise a one-line :class:`SynergicError` unless ``metric`` is a metric synergic computes
+    (:func:`synergic.metrics.is_metric_name`)."""
+    from synergic.metrics import (
+        CLASS_AUC_PREFIX,
+        METRIC_NAMES_BINARY,
+        METRIC_NAMES_MULTICLASS,
+        TASK_AUC,
+        is_metric_name,
+    )
 
-    names = list(dict.fromkeys(METRIC_NAMES_BINARY + METRIC_NAMES_MULTICLASS))
-    if metric not in names:
+    names = list(dict.fromkeys(METRIC_NAMES_BINARY + METRIC_NAMES_MULTICLASS + (TASK_AUC,)))
+    if not is_metric_name(metric):
         raise SynergicError(
             f"{option} {metric!r} is not a metric{did_you_mean(metric, names)}: "
-            f"use one of {', '.join(names)}"
+            f"use one of {', '.join(names)} or {CLASS_AUC_PREFIX}<class>"
         )
+
+
+def primary_metric_of(records: Sequence[Mapping[str, Any]], where: str = "the runs") -> str:
+    """The primary metric that ``records`` (runs' ``metrics.json``, or cross-validation summaries)
+    record as ``primary_metric``: the data set's ranking metric; ``ap`` for records written before
+    data sets named theirs.
+
+    Raises:
+        SynergicError: records that name different metrics (runs of different data sets).
+    """
+    names = list(dict.fromkeys(str(r.get("primary_metric") or "ap") for r in records))
+    if len(names) > 1:
+        raise SynergicError(
+            f"{where} rank by different primary metrics ({', '.join(names)}): runs of different "
+            "data sets; choose the metric with --select-metric"
+        )
+    return names[0] if names else "ap"
 
 
 
@@ -50,13 +76,15 @@ def summarize_sweep(
     runs: Sequence[SweepRun],
     output: str | os.PathLike[str],
     *,
-    select_metric: str = "ap",
+    select_metric: str | None = None,
     description: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Per cell, the mean and std over seeds of every test metric and validation metric, read from
-    the runs' ``metrics.json``; and the cell with the best mean validation ``select_metric``."""
+    the runs' ``metrics.json``; and the cell with the best mean validation ``select_metric``
+    (None: the runs' primary metric, :func:`primary_metric_of`)."""
     output = Path(output)
     cells: dict[str, dict[str, Any]] = {}
+    records: list[Mapping[str, Any]] = []
     for sweep_run in runs:
         cell = cells.setdefault(sweep_run.cell, {
             "cell": sweep_run.cell,
@@ -64,6 +92,7 @@ def summarize_sweep(
             "runs": [], "_test": [], "_validation": [],
         })
         metrics = _read_metrics(sweep_run.run_dir)
+        records.append(metrics)
         cell["runs"].append({"seed": sweep_run.seed,
                              "run_dir": sweep_run.run_dir.relative_to(output).as_posix()})
         cell["_test"].append(metrics.get("test", {}))
@@ -83,6 +112,7 @@ def summarize_sweep(
         else:
             cell["validation"] = None
 
+    select_metric = select_metric or primary_metric_of(records)
     selected, note = _select(list(cells.values()), select_metric)
     return {
         **(dict(description) if description else {}),
@@ -93,8 +123,60 @@ def summarize_sweep(
     }
 
 
-def _select(cells: list[dict[str, Any]], metric: str) -> tuple[str | None, str]:
-    missing = [c["cell"] for c in cells if c["validation"] is None]
+def summarize_cv_sweep(
+    cells: Sequence[CrossValidatedCell],
+    cell_summaries: Sequence[Mapping[str, Any]],
+    output: str | os.PathLike[str],
+    *,
+    select_metric: str | None = None,
+    description: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The summary of a sweep whose cells are cross-validations (``synergic sweep --folds``).
+
+    Per cell, from its cross-validation summary (``cell_summaries``, as
+    :func:`synergic.cv.summarize_cv` gives them, in the order of ``cells``): every test and
+    validation metric's ``mean``, ``std``, ``n``, ``values`` and ``ci`` (the 95 % t-interval over
+    the cell's ``folds x repeats`` runs), ``cv_dir`` (the cell's folder, relative to ``output``)
+    and its ``runs``; and the cell with the best mean ``select_metric`` (None: the primary
+    metric) over its held-out folds (their ``test`` metrics, as scikit-learn's ``GridSearchCV``
+    selects; the held-out folds are training images, so the data set's test split stays
+    untouched for the final model).
+    """
+    output = Path(output)
+    entries = []
+    for cell, cell_summary in zip(cells, cell_summaries, strict=True):
+        recipe = cell.plan.runs[0].recipe
+        entries.append({
+            "cell": cell.cell,
+            "settings": {key: value_at(recipe, key) for key in cell.settings},
+            "cv_dir": cell.plan.output.relative_to(output).as_posix(),
+            "group_by": cell.plan.group_by,
+            "runs": [{"repeat": run.repeat, "fold": run.fold,
+                      "run_dir": run.run_dir.relative_to(output).as_posix()}
+                     for run in cell.plan.runs],
+            "test": cell_summary["test"],
+            "validation": cell_summary["validation"],
+        })
+    plan = cells[0].plan
+    select_metric = select_metric or primary_metric_of(cell_summaries)
+    # As scikit-learn's GridSearchCV: the cell with the best mean over its held-out folds (parts
+    # of the training split); the data set's test split stays untouched for the final model.
+    selected, note = _select(entries, select_metric, unit="fold runs", split="test")
+    return {
+        **(dict(description) if description else {}),
+        "folds": plan.folds,
+        "repeats": plan.repeats,
+        "interval": cell_summaries[0].get("interval"),
+        "select_metric": select_metric,
+        "cells": entries,
+        "selected": selected,
+        "selection_note": note,
+    }
+
+
+def _select(cells: list[dict[str, Any]], metric: str, unit: str = "seeds",
+            split: str = "validation") -> tuple[str | None, str]:
+    missing = [c["cell"] for c in cells if c[split] is None]
     if missing:
         if len(missing) == len(cells):
             return None, (
@@ -102,14 +184,15 @@ def _select(cells: list[dict[str, Any]], metric: str) -> tuple[str | None, str]:
                 "overstate the result): add one with --set data.validation_fraction=0.2"
             )
         return None, f"cells without a validation split ({', '.join(missing)}): nothing selected"
-    scored = [(c["validation"].get(metric, {}).get("mean"), k) for k, c in enumerate(cells)]
+    scored = [(c[split].get(metric, {}).get("mean"), k) for k, c in enumerate(cells)]
     scored = [(value, k) for value, k in scored if value is not None]
+    what = "validation" if split == "validation" else "held-out-fold"
     if not scored:
-        return None, f"no cell has a validation {metric}: nothing selected"
+        return None, f"no cell has a {what} {metric}: nothing selected"
     best = max(scored, key=lambda item: (item[0], -item[1]))[1]  # ties: the first cell
-    seeds = cells[best]["validation"][metric]["n"]
-    over = f" over {seeds} seeds" if seeds > 1 else ""
-    return cells[best]["cell"], f"selected by the highest mean validation {metric}{over}"
+    count = cells[best][split][metric]["n"]
+    over = f" over {count} {unit}" if count > 1 else ""
+    return cells[best]["cell"], f"selected by the highest mean {what} {metric}{over}"
 
 
 def write_summary(summary: Mapping[str, Any], output: str | os.PathLike[str]) -> tuple[Path, Path]:
@@ -123,6 +206,16 @@ def write_summary(summary: Mapping[str, Any], output: str | os.PathLike[str]) ->
     write_text_atomically(json_path, json.dumps(json_safe(dict(summary)), indent=2) + "\n")
     write_text_atomically(md_path, summary_markdown(summary))
     return json_path, md_path
+
+
+def format_stat_interval(stat: Mapping[str, Any] | None, digits: int = 4) -> str:
+    """``0.6536 ± 0.0123 [0.6230, 0.6842]``: :func:`synergic.stats.format_stat` and the
+    ``ci`` of a :func:`synergic.stats.mean_std_interval` dict, when there is one."""
+    text = format_stat(stat, digits)
+    interval = (stat or {}).get("ci")
+    if interval:
+        text += f" [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"
+    return text
 
 
 def printable_tree(value: Any) -> Any:
@@ -151,12 +244,28 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
     if summary.get("overrides"):
         lines.append("Overrides: " + " ".join(f"`--set {o}`" for o in summary["overrides"]))
     seeds = summary.get("seeds")
-    if seeds:
+    folds = summary.get("folds")
+    if folds:
+        repeats = summary.get("repeats", 1)
+        lines.append(
+            f"Each cell is a cross-validation of its recipe: {folds} folds x {repeats} "
+            f"repeat{'s' if repeats != 1 else ''}; values are mean ± sample standard deviation "
+            "over the fold runs, with the 95 % t-interval in brackets (optimistic: the folds "
+            "share training images). Each cell's folder holds its own summary.json and "
+            "oof_predictions.csv."
+        )
+    elif seeds:
         lines.append(f"Seeds per cell: {seeds} (the recipe's seed, then + 1, ...); "
                      "values are mean ± sample standard deviation over seeds.")
     lines.append("")
-    header = ["cell", "seeds", f"validation {metric}"]
-    header += [_COLUMN_TITLES[m] for m in REPORTED_METRICS]
+
+    def shown(stat: Mapping[str, Any] | None) -> str:
+        return format_stat_interval(stat) if folds else format_stat(stat)
+
+    header = ["cell", "fold runs" if folds else "seeds", f"validation {metric}"]
+    # A cross-validation's test sets are its held-out folds, parts of the training split.
+    header += [f"held-out {_COLUMN_TITLES[m].removeprefix('test ')}" if folds
+               else _COLUMN_TITLES[m] for m in REPORTED_METRICS]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     for cell in cells:
@@ -165,17 +274,25 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
             name = f"**{name}** (selected)"
         validation = "no split"
         if cell["validation"]:
-            validation = format_stat(cell["validation"].get(metric))
+            validation = shown(cell["validation"].get(metric))
         row = [name, str(len(cell["runs"])), validation]
-        row += [format_stat(cell["test"].get(m)) for m in REPORTED_METRICS]
+        row += [shown(cell["test"].get(m)) for m in REPORTED_METRICS]
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
-    if summary.get("selected"):
+    if summary.get("selected") and folds:
         cell = next(c for c in cells if c["cell"] == summary["selected"])
         lines.append(
             f"**Selected: `{cell['cell']}`**, {summary['selection_note']} "
-            f"({format_stat(cell['validation'][metric])}); its test AP is "
-            f"{format_stat(cell['test'].get('ap'))}."
+            f"({shown(cell['test'].get(metric))}), as scikit-learn's GridSearchCV selects. Once "
+            "chosen by it, that mean is optimistic; the data set's test split, which the sweep "
+            "never touched, gives the final estimate."
+        )
+    elif summary.get("selected"):
+        cell = next(c for c in cells if c["cell"] == summary["selected"])
+        lines.append(
+            f"**Selected: `{cell['cell']}`**, {summary['selection_note']} "
+            f"({shown(cell['validation'][metric])}); its test AP is "
+            f"{shown(cell['test'].get('ap'))}."
         )
     else:
         lines.append(f"Nothing selected: {summary['selection_note']}.")

@@ -109,10 +109,34 @@ def weights_only_state(state: dict[str, Any]) -> dict[str, Any]:
     :data:`TRAINING_STATE_KEYS`, marked ``"weights_only": True``: what evaluation and prediction
     read (``model``, ``step``, ``best_metric``, ``best_step``, ``validation_history``,
     ``metadata``, ``synergic_version``), about half the size of a resumable checkpoint when the
-    optimiser has momentum. Such a checkpoint cannot be resumed from."""
+    optimiser has momentum. Such a checkpoint cannot be resumed from.
+
+    A run that reports its EMA weights (``state["reported_weights"] == "model_ema"``) has them
+    moved into ``model`` here, marked ``"model_is_ema": True``, so that every reader of
+    ``state["model"]``, older ones included, gets the weights the run reported."""
     kept = {key: value for key, value in state.items() if key not in TRAINING_STATE_KEYS}
+    if kept.get("reported_weights") == "model_ema":
+        kept["model"] = kept.pop("model_ema")
+        kept["reported_weights"] = "model"
+        kept["model_is_ema"] = True
     kept["weights_only"] = True
     return kept
+
+
+def reported_weights(state: dict[str, Any]) -> dict[str, Any]:
+    """The model weights a checkpoint's run reports: ``state["model_ema"]`` (the EMA of the
+    weights, ``train.ema``) when ``state["reported_weights"]`` says ``"model_ema"``, else
+    ``state["model"]`` (every checkpoint without EMA, and every ``best.pt``).
+
+    Raises:
+        SynergicError: a checkpoint that names EMA weights it does not hold."""
+    key = state.get("reported_weights", "model")
+    if key not in ("model", "model_ema") or key not in state:
+        raise SynergicError(
+            f"the checkpoint reports its weights under '{key}' but holds no such entry: it is "
+            "damaged; restore it from a copy"
+        )
+    return state[key]
 
 
 def is_resumable(state: dict[str, Any]) -> bool:

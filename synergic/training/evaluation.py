@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -40,10 +41,23 @@ def predict(
     device: torch.device | str = "cpu",
     precision: str = "fp32",
     channels_last: bool = False,
+    tta: str = "none",
 ) -> list[torch.Tensor]:
-    """Each component's logits ``[N, K]`` (float32, on the CPU) for uint8 images ``[N, 3, H, W]``,
-    normalised with ``mean``/``std`` by :func:`synergic.data.preprocess.normalize` (a run's are in
-    its checkpoint: ``Preprocessing.from_dict(state["metadata"]["preprocessing"])``)."""
+    """Each component's logits ``[N, K]`` (float32, on the CPU) for uint8 images ``[N, 3, H, W]``
+    (read ``batch_size`` at a time, so a memory-mapped tensor or an
+    :class:`~synergic.data.cache.ImageRows` view is never copied whole), normalised with ``mean``/``std`` by :func:`synergic.data.preprocess.normalize` (a run's are in
+    its checkpoint: ``Preprocessing.from_dict(state["metadata"]["preprocessing"])``).
+
+    ``tta``: test-time augmentation, ``none``, ``flips`` or ``d4`` (:mod:`synergic.tta`); with
+    views, each component's logits are ``log`` of its softmax averaged over the views
+    (:func:`synergic.tta.view_averaged_logits`), so the aggregator averages views before it
+    combines components.
+
+    Raises:
+        SynergicError: an unknown ``tta``, or ``d4`` on images that are not square."""
+    from synergic.tta import check_tta, view_averaged_logits
+
+    check_tta(tta, images.shape)
     device = torch.device(device)
     components = _components_of(model)
     was_training = components.training
@@ -64,8 +78,14 @@ def predict(
                 batch = batch.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 for k, component in enumerate(components):
+
+                    def classify(x: torch.Tensor, component=component) -> torch.Tensor:
+                        if channels_last:  # also for flipped and rotated views
+                            x = x.contiguous(memory_format=torch.channels_last)
+                        return component(x).logits
+
                     # Kept on the device until the end: a .cpu() per batch would wait for the GPU.
-                    outputs[k].append(component(batch).logits.float())
+                    outputs[k].append(view_averaged_logits(classify, batch, tta))
     finally:
         components.train(was_training)
     logits = [torch.cat(chunks).cpu() if chunks else torch.empty(0) for chunks in outputs]
@@ -87,13 +107,24 @@ def evaluate(
     device: torch.device | str = "cpu",
     precision: str = "fp32",
     channels_last: bool = False,
+    scorer: Callable[[np.ndarray, np.ndarray], dict[str, float]] | None = None,
+    tta: str = "none",
 ) -> Evaluation:
-    """Predict ``images`` with every component, aggregate, and score against ``labels``."""
+    """Predict ``images`` with every component, aggregate, and score against ``labels``.
+
+    ``tta``: test-time augmentation (``none``, ``flips``, ``d4``; see :func:`predict`): the
+    components' probabilities are averaged over the views before the aggregator sums them.
+
+    ``scorer(probabilities [N, K] float64, labels [N] int64)`` gives the metrics; default
+    :func:`synergic.metrics.compute_metrics` (a data set with task classes passes
+    ``functools.partial(compute_metrics, classes=..., task_classes=...)``)."""
     from synergic.metrics import compute_metrics
+
+    scorer = scorer or compute_metrics
 
     logits = predict(
         model, images, mean=mean, std=std, batch_size=batch_size, device=device,
-        precision=precision, channels_last=channels_last,
+        precision=precision, channels_last=channels_last, tta=tta,
     )
     labels = torch.as_tensor(labels, dtype=torch.long)
     aggregate = aggregator(logits)
@@ -103,6 +134,6 @@ def evaluate(
         probabilities=aggregate,
         component_probabilities=component_probabilities,
         labels=labels,
-        metrics=compute_metrics(aggregate.double().numpy(), y),
-        component_metrics=[compute_metrics(p.double().numpy(), y) for p in component_probabilities],
+        metrics=scorer(aggregate.double().numpy(), y),
+        component_metrics=[scorer(p.double().numpy(), y) for p in component_probabilities],
     )

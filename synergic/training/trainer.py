@@ -10,7 +10,6 @@ run repeats the uninterrupted one exactly (on the CPU).
 
 from __future__ import annotations
 
-import csv
 import math
 import signal
 import time
@@ -18,7 +17,7 @@ from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -26,7 +25,9 @@ from torch import nn
 from synergic.aggregators import sum_softmax
 from synergic.data.preprocess import normalize
 from synergic.errors import SynergicError
+from synergic.loggers.csv import CSVLogger
 from synergic.losses import SynergicLoss
+from synergic.models.fused import FusedSynergicForward, resolve_fuse_components
 from synergic.sampling import PairSampler, step_generator
 from synergic.training.checkpoint import (
     capture_rng_state,
@@ -39,6 +40,9 @@ from synergic.training.checkpoint import (
 from synergic.training import distributed
 from synergic.training.evaluation import Evaluation, evaluate
 from synergic.training.schedules import inverse_time_lr
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # Keep the decoded training set on the accelerator when it is at most this large.
 DEVICE_RESIDENT_MAX_BYTES = 4 * 1024**3
@@ -100,7 +104,9 @@ class Trainer:
         model: a :class:`~synergic.SynergicModel` (or anything with the same forward).
         loss: the :class:`~synergic.SynergicLoss` (lambda and the gradient rule).
         sampler: a pair sampler over the training set (its ``num_streams`` = components).
-        images: the training images, uint8 ``[N, 3, H, W]`` (see ``synergic.data.cache``).
+        images: the training images, uint8 ``[N, 3, H, W]`` (see ``synergic.data.cache``); a
+            memory-mapped tensor or an ``ImageRows`` view is read batch by batch, never whole
+            (on a GPU, a set of up to 4 GiB is copied to the device once).
         labels: their class labels ``[N]``.
         mean, std: input normalisation (the backbone's, see ``backbone_normalization``).
         iterations: number of SGD steps.
@@ -115,11 +121,32 @@ class Trainer:
         validation: optional ``(images, labels)`` evaluated every ``eval_every`` steps; the best
             model by ``selection_metric`` is saved as ``best.pt``, weights only (no optimiser
             or random states: it is evaluated, never resumed from).
+        selection_metric: a key of ``scorer``'s metrics, higher is better: the data set's
+            primary metric (:data:`synergic.data.datasets.base.PRIMARY_METRIC_ATTRIBUTE`).
+        scorer: scores probabilities ``[N, K]`` against labels ``[N]`` in every evaluation;
+            default :func:`synergic.metrics.compute_metrics`.
         checkpoint_dir: where ``last.pt`` / ``best.pt`` go (nothing is saved without it).
-        log_path: a CSV of the training log (step, loss terms, learning rate, seconds per step).
+        log_path: a CSV of the training log (step, loss terms, learning rate, seconds per step),
+            written by :class:`synergic.loggers.csv.CSVLogger`; trimmed to the step on resume.
         callbacks: objects with any of ``on_log(trainer, record)``,
-            ``on_validation(trainer, evaluation)``, ``on_checkpoint(trainer, path)``.
+            ``on_validation(trainer, evaluation)``, ``on_checkpoint(trainer, path)``, called on
+            rank 0 only; :class:`synergic.loggers.LoggerCollection` is one (TensorBoard, MLflow).
         metadata: saved in every checkpoint (e.g. the recipe and its hash).
+        tta: test-time augmentation of every evaluation, validation included (``none``,
+            ``flips``, ``d4``; :mod:`synergic.tta`).
+        ema: keyword arguments of timm's ``ModelEmaV3`` (``timm.utils.model_ema``: ``decay``,
+            ``update_after_step``, ``use_warmup``, ``device``, ...) to keep an exponential moving
+            average of the weights (buffers too), updated after every optimiser step and saved
+            as ``model_ema`` in ``last.pt``; None keeps none. Under torch.distributed every rank
+            keeps its own (the weights are equal on all ranks; rank 0's buffers are broadcast
+            before each evaluation and save, as the model's are).
+        report_ema: with ``ema``, evaluate the averaged weights (validation, :meth:`evaluate`)
+            and make them ``best.pt``'s ``model``; False evaluates the trained weights.
+        fuse_components: run the components as one batched computation
+            (:class:`synergic.models.fused.FusedSynergicForward`, ``torch.vmap``): the same
+            losses, gradients and BatchNorm statistics up to float reassociation; ``"auto"``: when
+            possible and on an accelerator (never on the CPU); True: when possible, else a
+            warning says why not (:func:`synergic.models.fused.resolve_fuse_components`).
     """
 
     def __init__(
@@ -140,12 +167,14 @@ class Trainer:
         device: str | torch.device = "auto",
         precision: str = "fp32",
         compile: bool = False,
+        fuse_components: bool | str = "auto",
         channels_last: bool = False,
         grad_clip: float | None = None,
         sync_batchnorm: bool | str = "auto",
         validation: tuple[torch.Tensor, torch.Tensor | Sequence[int]] | None = None,
         aggregator: Callable[[list[torch.Tensor]], torch.Tensor] = sum_softmax,
         selection_metric: str = "ap",
+        scorer: Callable[[np.ndarray, np.ndarray], dict[str, float]] | None = None,
         eval_every: int = 0,
         eval_batch_size: int = 64,
         checkpoint_every: int = 0,
@@ -154,6 +183,9 @@ class Trainer:
         log_path: str | Path | None = None,
         callbacks: Sequence[object] = (),
         metadata: dict[str, Any] | None = None,
+        tta: str = "none",
+        ema: dict[str, Any] | None = None,
+        report_ema: bool = True,
     ) -> None:
         if iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {iterations}")
@@ -173,6 +205,13 @@ class Trainer:
         self.model = model.to(self.device)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        from synergic.tta import tta_views
+
+        tta_views(tta)  # an unknown mode fails here, not after training
+        self.tta = tta
+        # Made from the placed model, before DDP wraps it (timm: "sensitive where it is initialized").
+        self.ema = _model_ema(self.model, ema) if ema is not None else None
+        self.report_ema = self.ema is not None and report_ema
         self.loss = loss
         self.sampler = sampler
         self.labels = torch.as_tensor(labels, dtype=torch.long)
@@ -199,17 +238,31 @@ class Trainer:
             self.forward_model = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
+        # Components of one architecture as one batched computation (synergic.models.fused).
+        self.fuse_components, reason = resolve_fuse_components(
+            fuse_components, self.model, self.device, distributed=self.dist.enabled, compile=compile
+        )
+        if self.fuse_components:
+            self.forward_model = FusedSynergicForward(self.model)
+        elif fuse_components is True and reason:
+            import warnings
+
+            warnings.warn(f"train.fuse_components is true but the components run one by one: {reason}",
+                          stacklevel=2)
         if compile:
             self.forward_model = torch.compile(self.forward_model)
         self.validation = validation
         self.aggregator = aggregator
         self.selection_metric = selection_metric
+        self.scorer = scorer
         self.eval_every = eval_every
         self.eval_batch_size = eval_batch_size
         self.checkpoint_every = checkpoint_every
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.log_every = max(1, log_every)
         self.log_path = Path(log_path) if log_path else None
+        # log.csv is the default logger: the others arrive as callbacks (synergic.loggers).
+        self.csv_logger = CSVLogger(self.log_path) if self.log_path is not None else None
         self.callbacks = list(callbacks)
         self.metadata = dict(metadata or {})
         self.state = TrainerState()
@@ -281,6 +334,8 @@ class Trainer:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.ema is not None:
+            self.ema.update(self.model, step=step + 1)  # the number of optimiser steps taken
         record = {"loss": terms.objective.detach()}
         for k, ce in enumerate(terms.classification):
             record[f"ce_{k + 1}"] = ce.detach()
@@ -362,25 +417,29 @@ class Trainer:
         row = {"step": step + 1, **values, "lr": self.learning_rate(step), "seconds_per_step": seconds}
         if not self.dist.is_main:
             return
-        if self.log_path is not None:
-            new = not self.log_path.exists()
-            with self.log_path.open("a", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=list(row))
-                if new:
-                    writer.writeheader()
-                writer.writerow(row)
+        if self.csv_logger is not None:
+            self.csv_logger.log_metrics({k: v for k, v in row.items() if k != "step"}, row["step"])
         for callback in self.callbacks:
             if hasattr(callback, "on_log"):
                 callback.on_log(self, row)
 
+    @property
+    def reported_model(self) -> nn.Module:
+        """The weights the trainer evaluates and ``best.pt`` holds: the EMA copy when it reports
+        it (``ema`` with ``report_ema``), else :attr:`model`."""
+        return self.ema.module if self.report_ema else self.model
+
     def evaluate(self, images: torch.Tensor, labels) -> Evaluation:
-        """Predict and score ``images`` (uint8 ``[N, 3, H, W]``) with the current weights; under
-        torch.distributed every rank must call it (rank 0's buffers are broadcast first)."""
-        distributed.broadcast_buffers(self.model)
+        """Predict and score ``images`` (uint8 ``[N, 3, H, W]``) with the current weights (the
+        EMA weights when it reports them) and its ``tta``; under torch.distributed every rank
+        must call it (rank 0's buffers are broadcast first)."""
+        model = self.reported_model
+        distributed.broadcast_buffers(model)
         return evaluate(
-            self.model, images, labels, mean=self.mean, std=self.std, aggregator=self.aggregator,
-            batch_size=self.eval_batch_size, device=self.device, precision=self.precision,
-            channels_last=self.channels_last,
+            model, images, labels, mean=self.mean, std=self.std, aggregator=self.aggregator,
+            batch_size=self.eval_batch_size, device=next(model.parameters()).device,
+            precision=self.precision, channels_last=self.channels_last, scorer=self.scorer,
+            tta=self.tta,
         )
 
     def on_cadence(self, step: int) -> bool:
@@ -425,6 +484,15 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "rng": capture_rng_state(),
             "metadata": self.metadata,
+            **self._ema_state(),
+        }
+
+    def _ema_state(self) -> dict[str, Any]:
+        if self.ema is None:
+            return {}
+        return {
+            "model_ema": self.ema.module.state_dict(),
+            "reported_weights": "model_ema" if self.report_ema else "model",
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -451,6 +519,7 @@ class Trainer:
         except (RuntimeError, ValueError, KeyError) as error:
             first = str(error).strip().splitlines()[0]
             raise SynergicError(f"the checkpoint does not fit this model or optimiser: {first}") from None
+        self._load_ema(state)
         self.scaler.load_state_dict(state["scaler"])
         restore_rng_state(state["rng"])
         self.state = TrainerState(
@@ -460,11 +529,28 @@ class Trainer:
             validation_history=list(state["validation_history"]),
         )
 
+    def _load_ema(self, state: dict[str, Any]) -> None:
+        if self.ema is None:
+            if "model_ema" in state:
+                raise SynergicError(
+                    "the checkpoint holds EMA weights (model_ema) but this trainer keeps no EMA: "
+                    "resume with the train.ema of the recipe that wrote it"
+                )
+            return
+        if "model_ema" not in state:
+            raise SynergicError(
+                "the checkpoint holds no EMA weights (model_ema): it was written without "
+                "train.ema; resume with the recipe that wrote it, or start a new run"
+            )
+        self.ema.module.load_state_dict(state["model_ema"])
+
     def save(self, name: str, *, weights_only: bool = False) -> Path | None:
         """Write ``checkpoint_dir/name`` (rank 0 only): :meth:`state_dict`, or with
         ``weights_only`` its :func:`~synergic.training.checkpoint.weights_only_state`."""
         # Every rank holds the buffers rank 0 saves: evaluations after it use the saved weights.
         distributed.broadcast_buffers(self.model)
+        if self.ema is not None:
+            distributed.broadcast_buffers(self.ema.module)
         if self.checkpoint_dir is None or not self.dist.is_main:
             return None
         path = self.checkpoint_dir / name
@@ -486,25 +572,8 @@ class Trainer:
         self.state.validation_history = [
             entry for entry in self.state.validation_history if self.on_cadence(entry["step"])
         ]
-        if self.dist.is_main and self.log_path is not None and self.log_path.exists():
-            self._trim_log(self.log_path, self.state.step)
-
-    @staticmethod
-    def _trim_log(path: Path, step: int) -> None:
-        """Keep the header and the complete rows up to ``step``: the rows written after the
-        checkpoint, or half written by a killed process, are logged again by the resumed run."""
-        with path.open(newline="") as handle:
-            rows = list(csv.reader(handle))
-        header = rows[0] if rows else []
-        kept = [
-            row for row in rows[1:]
-            if len(row) == len(header) and row[0].isdigit() and int(row[0]) <= step
-        ]
-        if not header or header[0] != "step" or not kept:
-            path.unlink()  # the resumed run writes the header again
-            return
-        with path.open("w", newline="") as handle:
-            csv.writer(handle).writerows([header, *kept])
+        if self.dist.is_main and self.csv_logger is not None:
+            self.csv_logger.truncate(self.state.step)
 
     @contextmanager
     def _signals_stop_training(self):
@@ -526,6 +595,19 @@ class Trainer:
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
+
+
+def _model_ema(model: nn.Module, options: dict[str, Any]) -> nn.Module:
+    """timm's ``ModelEmaV3`` of ``model`` with ``options`` (its keyword arguments)."""
+    from timm.utils.model_ema import ModelEmaV3
+
+    options = dict(options)
+    if options.get("device") is not None:
+        options["device"] = torch.device(options["device"])
+    try:
+        return ModelEmaV3(model, **options)
+    except TypeError as error:
+        raise SynergicError(f"train.ema: {error}; see timm.utils.model_ema.ModelEmaV3") from None
 
 
 def default_optimizer(

@@ -1,16 +1,15 @@
-"""Downloading ISIC 2016 from a local HTTP server that serves files in the official format."""
+"""Downloading: the generic helpers of synergic.data.download, through ISIC 2016 (the other
+years' downloads are tested beside their data sets), from a local HTTP server that serves files
+in the official format (tests/challenge_server.py)."""
 
 from __future__ import annotations
 
 import io
-import re
 import socket
-import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from PIL import Image
+from challenge_server import ChallengeServer, jpeg_bytes, serving, zip_bytes
 
 from synergic.data.datasets import isic2016 as isic
 from synergic.data.download import ISIC2016_FILES, download_isic2016, fetch
@@ -19,24 +18,6 @@ from synergic.errors import SynergicError
 TRAIN_ZIP, TRAIN_CSV, TEST_ZIP, TEST_CSV = ISIC2016_FILES
 TRAIN_ROWS = {"ISIC_0000000": "benign", "ISIC_0000001": "malignant", "ISIC_0000002": "benign"}
 TEST_ROWS = {"ISIC_0000010": "0.0", "ISIC_0000011": "1.0"}
-
-
-def jpeg_bytes(shade: int) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (16, 16), (shade, 90, 30)).save(buffer, format="JPEG")
-    return buffer.getvalue()
-
-
-def zip_bytes(folder: str, image_ids, *, extra: dict[str, bytes] | None = None,
-              compression=zipfile.ZIP_DEFLATED) -> bytes:
-    """A zip like the official ones: one top folder holding ``<id>.jpg`` files."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression) as archive:
-        for index, image_id in enumerate(image_ids):
-            archive.writestr(f"{folder}/{image_id}.jpg", jpeg_bytes(40 * index))
-        for name, data in (extra or {}).items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
 
 
 def csv_bytes(rows: dict[str, str]) -> bytes:
@@ -52,66 +33,28 @@ def official_files() -> dict[str, bytes]:
     }
 
 
-class FakeChallengeServer:
-    """Serves ``files`` under ``/2016/``, honouring ``Range`` when ``support_range`` is set."""
+class FakeChallengeServer(ChallengeServer):
+    """Serves the ISIC 2016 files under ``/2016/`` (tests/test_cli.py uses it too)."""
 
     def __init__(self) -> None:
-        self.files = official_files()
-        self.requests: list[tuple[str, str | None]] = []
-        self.support_range = True
-        self.drop_after: dict[str, int] = {}  # name -> bytes sent before the connection drops
-        state = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                name = self.path.removeprefix("/2016/")
-                byte_range = self.headers.get("Range")
-                state.requests.append((name, byte_range))
-                body = state.files.get(name)
-                if body is None:
-                    self.send_error(404)
-                    return
-                start = 0
-                if byte_range and state.support_range:
-                    start = int(re.fullmatch(r"bytes=(\d+)-", byte_range).group(1))
-                    if start >= len(body):
-                        self.send_response(416)
-                        self.send_header("Content-Range", f"bytes */{len(body)}")
-                        self.send_header("Content-Length", "0")
-                        self.end_headers()
-                        return
-                    self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-                else:
-                    self.send_response(200)
-                payload = body[start:]
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload[: state.drop_after.get(name, len(payload))])
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/2016/"
-        # a short poll interval: shutdown() waits for one poll, 0.5 s by default
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
-        )
-
-    def names_requested(self) -> list[str]:
-        return [name for name, _ in self.requests]
+        super().__init__(official_files(), "2016")
 
 
 @pytest.fixture
 def server(monkeypatch):
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    fake = FakeChallengeServer()
-    fake.thread.start()
-    yield fake
-    fake.server.shutdown()
-    fake.server.server_close()
-    fake.thread.join()
+    with serving(FakeChallengeServer(), monkeypatch) as fake:
+        yield fake
+
+
+def test_the_old_names_are_the_isic2016_module_s():
+    from synergic.data import download
+
+    assert download.download_isic2016 is isic.download
+    assert (download.ISIC2016_BASE_URL, download.ISIC2016_FILES) == (
+        isic.BASE_URL, isic.DOWNLOAD_FILES
+    )
+    with pytest.raises(AttributeError, match="has no attribute 'nothing'"):
+        download.nothing  # noqa: B018
 
 
 def test_download_unpacks_and_loads(server, tmp_path):

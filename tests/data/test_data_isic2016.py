@@ -145,8 +145,6 @@ def test_root_none_reads_the_default_root(monkeypatch, isic_layout):
 
 
 def test_download_true_downloads_only_when_missing(monkeypatch, tmp_path, make_isic_layout):
-    from synergic.data import download
-
     calls = []
 
     def fake_download(root, **options):
@@ -154,7 +152,7 @@ def test_download_true_downloads_only_when_missing(monkeypatch, tmp_path, make_i
         make_isic_layout(Path(root), {"ISIC_1": "benign", "ISIC_2": "malignant"}, {"ISIC_3": "1.0"})
         return Path(root)
 
-    monkeypatch.setattr(download, "download_isic2016", fake_download)
+    monkeypatch.setattr(isic, "download", fake_download)
     root = tmp_path / "fresh"
     assert isic.isic2016(root=root, split="test", download=True).labels == [1]
     assert calls == [root]
@@ -249,9 +247,7 @@ def test_data_root_inside_macosx(tmp_path, make_isic_layout):
 
 
 def test_found_elsewhere_is_not_downloaded_again(monkeypatch, tmp_path, make_isic_layout):
-    from synergic.data import download
-
-    monkeypatch.setattr(download, "download_isic2016", lambda *a, **k: pytest.fail("downloaded"))
+    monkeypatch.setattr(isic, "download", lambda *a, **k: pytest.fail("downloaded"))
     inner = make_isic_layout(tmp_path / "ISIC2016", {"ISIC_1": "benign"}, {"ISIC_2": "1.0"})
     with pytest.raises(SynergicError, match=f"set data.root to {inner}"):
         isic.isic2016(root=tmp_path, split="train", download=True)
@@ -269,8 +265,10 @@ def test_a_hand_unpacked_copy_with_mac_sidecars_counts_as_unpacked(isic_layout):
     folder = isic_layout / isic.TRAIN_IMAGES
     for image in sorted(folder.glob("*.jpg")):
         (folder / f"._{image.name}").write_bytes(b"\x00\x05\x16\x07".ljust(4096, b"\x00"))
-    marker = isic_layout / f".{isic.TRAIN_IMAGES}.complete"
-    assert download._is_unpacked(folder, marker, isic_layout / isic.TRAIN_CSV)
+    csv_path = isic_layout / isic.TRAIN_CSV
+    assert download.has_one_image_per_row(
+        folder, lambda: [image_id for image_id, _ in isic.read_ground_truth(csv_path)]
+    )
 
 
 @pytest.mark.shared_data

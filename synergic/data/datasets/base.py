@@ -63,6 +63,67 @@ def dataset_groups(dataset: object, *, name: str) -> dict[str, list[str]]:
     return checked
 
 
+PRIMARY_METRIC_ATTRIBUTE = "primary_metric"
+"""The optional data-set attribute that names the challenge's ranking metric, as a key of
+:func:`synergic.metrics.compute_metrics`: ``"ap"`` (ISIC 2016; the default when absent),
+``"task_auc"`` (ISIC 2017), ``"balanced_accuracy"`` (ISIC 2018, 2019), ``"auc"`` (ISIC 2020). It
+selects the best checkpoint, ranks sweep cells and heads reports (docs/metrics.md)."""
+
+TASK_CLASSES_ATTRIBUTE = "task_classes"
+"""The optional data-set attribute that names the classes the challenge scores one-vs-rest, e.g.
+ISIC 2017's ``("melanoma", "seborrheic_keratosis")``: each gets the metric ``auc_<class>``, and
+``task_auc`` is their mean (:func:`synergic.metrics.compute_metrics`)."""
+
+
+def dataset_task_classes(dataset: object, *, name: str) -> tuple[str, ...]:
+    """The :data:`TASK_CLASSES_ATTRIBUTE` of ``dataset``, checked: a tuple of names from its
+    ``classes``; ``()`` when the data set has none.
+
+    Raises:
+        SynergicError: a value that is not a sequence of the data set's class names, naming the
+            data set ``name``.
+    """
+    task_classes = getattr(dataset, TASK_CLASSES_ATTRIBUTE, None)
+    if task_classes is None:
+        return ()
+    classes = [str(c) for c in dataset.classes]
+    if isinstance(task_classes, (str, bytes)) or not isinstance(task_classes, Sequence):
+        raise SynergicError(
+            f"data set '{name}': its '{TASK_CLASSES_ATTRIBUTE}' attribute is a "
+            f"{type(task_classes).__name__}, expected a tuple of class names, e.g. "
+            f"{tuple(classes[1:])}"
+        )
+    for task in task_classes:
+        if task not in classes:
+            raise SynergicError(
+                f"data set '{name}': {TASK_CLASSES_ATTRIBUTE} names {task!r}, not one of its "
+                f"classes {', '.join(classes)}{did_you_mean(str(task), classes)}"
+            )
+    if len(set(task_classes)) != len(task_classes):
+        raise SynergicError(
+            f"data set '{name}': {TASK_CLASSES_ATTRIBUTE} {tuple(task_classes)} names a class twice"
+        )
+    return tuple(str(task) for task in task_classes)
+
+
+def dataset_primary_metric(dataset: object, *, name: str) -> str:
+    """The :data:`PRIMARY_METRIC_ATTRIBUTE` of ``dataset``, checked against the metrics
+    :func:`synergic.metrics.compute_metrics` reports for its classes and task classes;
+    :data:`synergic.metrics.DEFAULT_PRIMARY_METRIC` (``"ap"``) when the data set names none.
+
+    Raises:
+        SynergicError: an unknown metric name, or bad ``task_classes``
+            (:func:`dataset_task_classes`), in one line naming the data set ``name``.
+    """
+    from synergic.metrics import primary_metric
+
+    metric = getattr(dataset, PRIMARY_METRIC_ATTRIBUTE, None)
+    task_classes = dataset_task_classes(dataset, name=name)
+    return primary_metric(
+        len(dataset.classes), metric, task_classes=task_classes, dataset=name
+    )
+
+
 def check_split_name(split: str, dataset: str) -> None:
     """Raise a one-line error when ``split`` is not ``train``, ``val`` or ``test``."""
     if split not in SPLITS:

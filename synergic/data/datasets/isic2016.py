@@ -22,7 +22,6 @@ from pathlib import Path
 
 from synergic.data import NoSuchSplit
 from synergic.data.datasets.base import FileImageDataset, check_split_name
-from synergic.data.listing import is_ignored
 from synergic.data.paths import default_data_root
 from synergic.errors import SynergicError
 
@@ -36,6 +35,17 @@ TEST_CSV = "ISBI2016_ISIC_Part3_Test_GroundTruth.csv"
 
 SPLIT_FILES = {"train": (TRAIN_IMAGES, TRAIN_CSV), "test": (TEST_IMAGES, TEST_CSV)}
 """For each split: its image folder and its ground-truth CSV, relative to the data root."""
+
+BASE_URL = "https://isic-challenge-data.s3.amazonaws.com/2016/"
+"""Where the ISIC challenge publishes the 2016 files."""
+
+DOWNLOAD_FILES = (
+    f"{TRAIN_IMAGES}.zip",
+    TRAIN_CSV,
+    f"{TEST_IMAGES}.zip",
+    TEST_CSV,
+)
+"""The four official files of ISIC 2016 Part 3 (lesion classification)."""
 
 _LABEL_WORDS = {"benign": 0, "malignant": 1}
 _DOWNLOAD_HINT = "run 'synergic data download isic2016' or set data.root"
@@ -63,10 +73,7 @@ def isic2016(
             detail = "" if len(missing) == 2 else f" (missing {missing[0]})"
             raise SynergicError(f"ISIC 2016 not found at {root_dir}{detail}{hint}")
     if missing and download:
-        # Looked up at call time so that tests can replace the downloader.
-        from synergic.data import download as downloader
-
-        downloader.download_isic2016(root_dir)
+        globals()["download"](root_dir)  # this module's download(), not the argument
         missing = missing_files(root_dir, split)
     if missing:
         detail = "" if len(missing) == 2 else f" (missing {missing[0]})"
@@ -76,51 +83,12 @@ def isic2016(
 
 def layout_hint(root: Path, split: str, *, limit: int = 500) -> str:
     """Where the split's official files are when they are not in ``root``, as the end of an error
-    message (``"; they are in X: set data.root to X"``), or ``""`` when they are nowhere near.
-
-    Looked for: the folder above ``root`` (``data.root`` set to the image folder itself), the
-    folders one and two levels below it (an archive unpacked into a folder of its own), skipping
-    hidden and system folders (:func:`synergic.data.listing.is_ignored`) and looking at no more
-    than ``limit`` folders per level; and a ``root`` inside a ``__MACOSX`` folder, which holds
-    only macOS metadata. A ``__MACOSX`` folder beside the files is mentioned too.
+    message (``"; they are in X: set data.root to X"``), or ``""`` when they are nowhere near:
+    :func:`synergic.data.datasets.isic_files.layout_hint` for this split's image folder and CSV.
     """
-    macosx = next((i for i, part in enumerate(root.parts) if part.lower() == "__macosx"), None)
-    if macosx is not None:
-        outside = Path(*root.parts[:macosx])
-        holder = _holder(outside, split, limit) or outside
-        return (
-            f": data.root is inside a __MACOSX folder, which holds macOS metadata (._ files), "
-            f"not images; set data.root to {holder}"
-        )
-    holder = _holder(root, split, limit)
-    if holder is None:
-        return ""
-    beside = [folder for folder in (root, holder.parent) if (folder / "__MACOSX").is_dir()]
-    note = (
-        f" (the __MACOSX folder in {beside[0]} is macOS metadata, not images: ignore or delete it)"
-        if beside else ""
-    )
-    return f"; the official files are in {holder}{note}: set data.root to {holder}"
+    from synergic.data.datasets.isic_files import layout_hint as find_nearby
 
-
-def _holder(root: Path, split: str, limit: int) -> Path | None:
-    """The folder near ``root`` (not ``root`` itself) holding the split's files: both of them if
-    one does, else either."""
-    candidates = [root.parent] if root.parent != root else []
-    level = [root] if root.is_dir() else []
-    for _ in range(2):
-        below = []
-        for folder in level:
-            try:
-                entries = sorted(folder.iterdir())[:limit]
-            except OSError:
-                continue
-            below += [entry for entry in entries if not is_ignored(entry) and entry.is_dir()]
-        candidates += below[:limit]
-        level = below[:limit]
-    scored = [(2 - len(missing_files(folder, split)), folder) for folder in candidates]
-    best = max((score for score, _ in scored), default=0)
-    return next((folder for score, folder in scored if score == best), None) if best else None
+    return find_nearby(root, lambda folder: missing_files(folder, split), 2, limit=limit)
 
 
 def missing_files(root: Path, split: str) -> list[str]:
@@ -214,3 +182,49 @@ def read_split(csv_path: Path, image_dir: Path, *, split: str) -> FileImageDatas
     return FileImageDataset(
         CLASSES, ids, labels, paths, name=f"isic2016 ({split})", source=csv_path
     )
+
+
+def download(
+    root: str | os.PathLike[str] | None = None,
+    *,
+    base_url: str = BASE_URL,
+    progress: bool = True,
+) -> Path:
+    """Download and unpack ISIC 2016 Part 3 into ``root``; return ``root``.
+
+    ``root`` defaults to :func:`default_data_root` ``("isic2016")``. Each archive is checked
+    (``zipfile.testzip``), unpacked (refusing members that would land outside ``root``) and
+    deleted; a ``.<folder>.complete`` marker then records the unpacked folder
+    (:func:`synergic.data.download.fetch_unpacked`). Finally both splits must have one image per
+    CSV row (:func:`synergic.data.download.verify_images`). Calling it again fetches nothing that
+    is already complete, so it is safe to rerun after an interruption; a copy unpacked by hand
+    with one image per CSV row counts as complete.
+
+    Raises:
+        SynergicError: a failed or damaged download, in one line (see
+            :mod:`synergic.data.download`).
+    """
+    from synergic.data.download import (
+        data_root,
+        fetch,
+        fetch_unpacked,
+        has_one_image_per_row,
+        verify_images,
+    )
+
+    root_dir = data_root(root, "isic2016")
+    base = base_url if base_url.endswith("/") else base_url + "/"
+    for split, (image_dir_name, csv_name) in SPLIT_FILES.items():
+        csv_path = fetch(base + csv_name, root_dir / csv_name, progress=progress)
+
+        def read_ids(csv_path: Path = csv_path) -> list[str]:
+            return [image_id for image_id, _ in read_ground_truth(csv_path)]
+
+        folder = fetch_unpacked(
+            base, root_dir / image_dir_name, progress=progress,
+            complete=lambda folder: has_one_image_per_row(folder, read_ids),
+        )
+        verify_images(
+            folder, read_ids, what=f"ISIC 2016 {split} data", source=csv_path, dataset="isic2016"
+        )
+    return root_dir

@@ -1,0 +1,220 @@
+"""ISIC 2018 skin lesion classification (ISIC 2018 challenge, Task 3; the training images are
+HAM10000): seven diagnoses.
+
+10,015 training, 193 validation and 1,512 test dermoscopy images (Tschandl et al., Scientific
+Data 2018; Codella et al., arXiv:1902.03368). The official download unpacks to::
+
+    ISIC2018_Task3_Training_Input/ISIC_0024306.jpg ...  (and ATTRIBUTION.txt, LICENSE.txt)
+    ISIC2018_Task3_Training_GroundTruth/ISIC2018_Task3_Training_GroundTruth.csv
+    ISIC2018_Task3_Validation_Input/ ...
+    ISIC2018_Task3_Validation_GroundTruth/ISIC2018_Task3_Validation_GroundTruth.csv
+    ISIC2018_Task3_Test_Input/ ...
+    ISIC2018_Task3_Test_GroundTruth/ISIC2018_Task3_Test_GroundTruth.csv
+    ISIC2018_Task3_Training_LesionGroupings.csv
+
+The ground truth is one-hot: header ``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC`` and ``0.0``/``1.0``
+cells, exactly one 1.0 per row. A ground-truth CSV lying directly in the data root (unzipped
+without its folder) is read too. The lesion groupings (``image,lesion_id,diagnosis_confirm_type``)
+say which training images show the same lesion; HAM10000 has up to six images of one lesion, so
+a validation split or a cross-validation fold that ignores them puts photographs of one lesion
+on both sides. The challenge ranked Task 3 by balanced multiclass accuracy (the mean recall of
+the seven classes).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+from synergic.data.datasets.base import FileImageDataset, check_split_name
+from synergic.data.datasets.isic_files import find_files, image_paths, one_hot_label, read_table
+from synergic.data.paths import default_data_root
+from synergic.errors import SynergicError
+
+CLASSES = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
+"""The seven diagnoses, as the challenge's column codes in the CSV's column order: melanoma,
+melanocytic nevus, basal cell carcinoma, actinic keratosis / Bowen's disease (intraepithelial
+carcinoma), benign keratosis, dermatofibroma, vascular lesion."""
+
+BASE_URL = "https://isic-challenge-data.s3.amazonaws.com/2018/"
+"""Where the ISIC challenge publishes the 2018 files."""
+
+SPLIT_FILES = {
+    "train": ("ISIC2018_Task3_Training_Input", "ISIC2018_Task3_Training_GroundTruth"),
+    "val": ("ISIC2018_Task3_Validation_Input", "ISIC2018_Task3_Validation_GroundTruth"),
+    "test": ("ISIC2018_Task3_Test_Input", "ISIC2018_Task3_Test_GroundTruth"),
+}
+"""For each split: its image folder and its ground-truth folder, relative to the data root; the
+ground-truth folder holds ``<folder name>.csv``."""
+
+LESION_GROUPINGS = "ISIC2018_Task3_Training_LesionGroupings.csv"
+"""Which training images show the same lesion: ``image,lesion_id,diagnosis_confirm_type``."""
+
+DOWNLOAD_FILES = (
+    *(f"{name}.zip" for folders in SPLIT_FILES.values() for name in folders),
+    LESION_GROUPINGS,
+)
+"""The seven official files of ISIC 2018 Task 3: each split's image and ground-truth archives,
+and the training set's lesion groupings."""
+
+_TITLE = "ISIC 2018"
+_DOWNLOAD_HINT = "run 'synergic data download isic2018' or set data.root"
+
+
+def isic2018(
+    root: str | os.PathLike[str] | None = None, *, split: str, download: bool = False
+) -> FileImageDataset:
+    """ISIC 2018 Task 3 (HAM10000) skin lesions, seven classes (options: download).
+
+    Splits ``train`` (10,015 images), ``val`` (the official 193, used as they are: nothing is
+    carved out of ``train``) and ``test`` (1,512). Classes :data:`CLASSES`. ``root`` defaults to
+    :func:`synergic.data.paths.default_data_root` ``("isic2018")``; ``download=True`` fetches the
+    official files there first when they are missing.
+
+    The data set carries ``primary_metric = "balanced_accuracy"`` and, for ``train``,
+    ``groups = {"lesion": [...]}`` from :data:`LESION_GROUPINGS` (an image it does not list is a
+    lesion of its own). Without that file the training split has no groups, with one warning.
+
+    Raises:
+        SynergicError: an unknown split; files missing (saying where they are when they are near
+            ``root``); a CSV that is not the official format, a row that is not exactly one-hot,
+            or a row whose image is missing (naming the file and line).
+    """
+    check_split_name(split, "isic2018")
+    root_dir = Path(root).expanduser() if root is not None else default_data_root("isic2018")
+    find_files(
+        root_dir, lambda folder: missing_files(folder, split), 2, title=_TITLE,
+        dataset="isic2018", download=globals()["download"] if download else None,
+    )
+    csv_path = ground_truth_path(root_dir, split)
+    rows = read_ground_truth(csv_path)
+    if not rows:
+        raise SynergicError(f"{csv_path} lists no images; re-download it")
+    ids = [image_id for image_id, _ in rows]
+    paths = image_paths(
+        ids, root_dir / SPLIT_FILES[split][0], csv_path=csv_path, title=_TITLE,
+        hint=_DOWNLOAD_HINT,
+    )
+    dataset = FileImageDataset(
+        CLASSES, ids, [label for _, label in rows], paths, name=f"isic2018 ({split})",
+        source=csv_path,
+    )
+    dataset.primary_metric = "balanced_accuracy"
+    if split == "train":
+        groupings = root_dir / LESION_GROUPINGS
+        if groupings.is_file():
+            lesions = read_lesion_groupings(groupings)
+            dataset.groups = {"lesion": [lesions.get(image_id) or image_id for image_id in ids]}
+        else:
+            warnings.warn(
+                f"ISIC 2018: no {LESION_GROUPINGS} in {root_dir}, so the training images have no "
+                "lesion groups and images of one lesion can fall on both sides of a validation "
+                "split or cross-validation fold; download it with 'synergic data download "
+                "isic2018'",
+                stacklevel=2,
+            )
+    return dataset
+
+
+def ground_truth_path(root: Path, split: str) -> Path:
+    """The split's ground-truth CSV: in its official folder, or else directly in ``root`` when
+    only that copy exists."""
+    folder = SPLIT_FILES[split][1]
+    official = root / folder / f"{folder}.csv"
+    flat = root / f"{folder}.csv"
+    return flat if not official.is_file() and flat.is_file() else official
+
+
+def missing_files(root: Path, split: str) -> list[str]:
+    """Which of the split's image folder and ground-truth CSV are not in ``root``."""
+    image_dir_name, truth_dir_name = SPLIT_FILES[split]
+    missing = []
+    if not (root / image_dir_name).is_dir():
+        missing.append(image_dir_name)
+    if not ground_truth_path(root, split).is_file():
+        missing.append(f"{truth_dir_name}/{truth_dir_name}.csv")
+    return missing
+
+
+def read_ground_truth(csv_path: Path) -> list[tuple[str, int]]:
+    """The ``(image id, class index into CLASSES)`` rows of an official Task 3 ground-truth CSV,
+    in file order.
+
+    Raises:
+        SynergicError: not the official header, a cell that is not 0/1, a row that is not
+            exactly one-hot, an image id twice; naming the file and line.
+    """
+    return [
+        (row["image"], one_hot_label(row, CLASSES, csv_path=csv_path, line=line))
+        for line, row in read_table(csv_path, ("image", *CLASSES))
+    ]
+
+
+def read_lesion_groupings(csv_path: Path) -> dict[str, str]:
+    """``{image id: lesion id}`` from :data:`LESION_GROUPINGS`; an empty lesion id is left out.
+
+    Raises:
+        SynergicError: not the official header (``image,lesion_id,...``), an image id twice.
+    """
+    return {
+        row["image"]: row["lesion_id"]
+        for _, row in read_table(csv_path, ("image", "lesion_id"))
+        if row["lesion_id"]
+    }
+
+
+def download(
+    root: str | os.PathLike[str] | None = None,
+    *,
+    base_url: str = BASE_URL,
+    progress: bool = True,
+) -> Path:
+    """Download and unpack ISIC 2018 Task 3 (:data:`DOWNLOAD_FILES`) into ``root``; return
+    ``root``.
+
+    ``root`` defaults to :func:`default_data_root` ``("isic2018")``. Resumable, checked and
+    idempotent like every download (:mod:`synergic.data.download`); afterwards each split must
+    have one image per ground-truth row (ATTRIBUTION.txt and LICENSE.txt beside the images are
+    not counted). A copy unpacked by hand with one image per row counts as complete.
+
+    Raises:
+        SynergicError: a failed or damaged download, in one line.
+    """
+    from synergic.data.download import (
+        data_root,
+        fetch,
+        fetch_unpacked,
+        has_one_image_per_row,
+        verify_images,
+    )
+
+    root_dir = data_root(root, "isic2018")
+    base = base_url if base_url.endswith("/") else base_url + "/"
+    for split, (image_dir_name, truth_dir_name) in SPLIT_FILES.items():
+        fetch_unpacked(
+            base, root_dir / truth_dir_name, progress=progress,
+            complete=lambda folder: (folder / f"{folder.name}.csv").is_file(),
+        )
+        csv_path = ground_truth_path(root_dir, split)
+
+        def read_ids(csv_path: Path = csv_path) -> list[str]:
+            return [image_id for image_id, _ in read_ground_truth(csv_path)]
+
+        folder = fetch_unpacked(
+            base, root_dir / image_dir_name, progress=progress,
+            complete=lambda folder: has_one_image_per_row(folder, read_ids),
+        )
+        verify_images(
+            folder, read_ids, what=f"{_TITLE} {split} data", source=csv_path, dataset="isic2018"
+        )
+    groupings = fetch(base + LESION_GROUPINGS, root_dir / LESION_GROUPINGS, progress=progress)
+    try:
+        read_lesion_groupings(groupings)
+    except SynergicError as error:
+        groupings.unlink()
+        raise SynergicError(
+            f"downloaded {_TITLE} lesion groupings are damaged and were deleted: {error}; run "
+            "'synergic data download isic2018' again"
+        ) from None
+    return root_dir
