@@ -3,14 +3,15 @@
 - the decoded-image cache equals decoding and resizing each image with PIL on access;
 - the batched augmentation of a training step equals torchvision's per-image rotation and flips;
 - ``Trainer.train_step`` equals a minimal SDL step written out in plain PyTorch (the reference of
-  ``benchmarks/bench.py``), loss and updated weights alike;
+  the benchmarks, ``benchmarks/synergic_bench/steps.py``), loss and updated weights alike, fused
+  components or not;
 - batched inference equals running each component on the normalised images.
 """
 
 from __future__ import annotations
 
 import copy
-import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,15 +28,17 @@ from synergic.sampling import step_generator
 from synergic.training.evaluation import predict
 from synergic.training.trainer import Augmentation, default_optimizer
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def load_bench():
-    spec = importlib.util.spec_from_file_location("synergic_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """``benchmarks/synergic_bench/steps.py``, where the hand-written step lives."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    from synergic_bench import steps
+
+    return steps
 
 
 def plain_decode(path: Path, size: int) -> torch.Tensor:
@@ -143,8 +146,8 @@ def test_batched_augmentation_equals_torchvision_per_image(tmp_path):
         torch.testing.assert_close(batched[b], image, atol=5e-5, rtol=0)
 
 
-@pytest.mark.parametrize("components, augment", [(2, True), (3, False)])
-def test_trainer_step_equals_a_handwritten_sdl_step(components, augment):
+@pytest.mark.parametrize("components, augment, fuse", [(2, True, False), (3, False, False), (2, False, True)])
+def test_trainer_step_equals_a_handwritten_sdl_step(components, augment, fuse):
     bench = load_bench()
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (24, 3, 32, 32), generator=generator, dtype=torch.uint8)
@@ -158,8 +161,9 @@ def test_trainer_step_equals_a_handwritten_sdl_step(components, augment):
         optimizer=default_optimizer(model, lr=0.05),
         # the handwritten step fills rotated-in corners with zeros, like torchvision
         augmentation=Augmentation(fill="zeros") if augment else None,
-        seed=1, device="cpu",
+        seed=1, device="cpu", fuse_components=fuse,
     )
+    assert trainer.fuse_components is fuse
     optimizer = torch.optim.SGD(reference.parameters(), lr=0.05, foreach=True)
     initial_head = model.heads["0-1"].output.weight.detach().clone()
     for step in range(3):

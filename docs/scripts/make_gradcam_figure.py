@@ -1,8 +1,9 @@
 """Draw docs/images/gradcam_isic_sample.png: the overlays `synergic explain` writes, side by side.
 
-One row per image: the preprocessed image, then the Grad-CAM overlay of each component and of
-the aggregate, exactly the PNGs of `synergic explain RUN IMAGES --output DIR` (enlarged, nearest
-neighbour). Run from the repository root with a trained run (docs/explain.md says which)::
+One row per image: the preprocessed image, then the Grad-CAM overlay of each component (C1,
+C2, ...) and of the aggregate (aggr.), each labelled with the class explained and that view's
+probability: exactly the PNGs of `synergic explain RUN IMAGES --output DIR` (resized to CELL
+pixels, nearest neighbour). Run from the repository root with a trained run (docs/explain.md says which)::
 
     python docs/scripts/make_gradcam_figure.py RUN_DIR IMAGE... [--output PATH]
 """
@@ -17,7 +18,7 @@ from PIL import Image, ImageDraw
 
 from synergic.explain import explain_images
 
-CELL = 160
+CELL = 128
 LABEL = 18
 
 
@@ -36,7 +37,8 @@ def main() -> None:
         rows = {}
         for e in explanations:
             rows.setdefault(e.image, []).append(
-                (f"{e.view}: {e.class_name} {e.probability:.2f}", Image.open(e.overlay).copy())
+                (f"{_short(e.view)} {e.class_name} {e.probability:.2f}",
+                 Image.open(e.overlay).copy())
             )
         columns = 1 + max(len(cells) for cells in rows.values())
         figure = Image.new("RGB", (columns * CELL, len(rows) * (CELL + LABEL)), "white")
@@ -49,8 +51,14 @@ def main() -> None:
                 draw.text((x + 4, y + 3), label, fill="black")
                 figure.paste(picture.resize((CELL, CELL), Image.NEAREST), (x, y + LABEL))
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    figure.save(args.output, optimize=True)
+    # A 256-colour palette keeps the figure under 200 KB; the JET colours survive it.
+    figure.quantize(256).save(args.output, optimize=True)
     print(f"{args.output}: {figure.size[0]} x {figure.size[1]}, {args.output.stat().st_size} bytes")
+
+
+def _short(view: str) -> str:
+    """``C1``, ``C2``, ... for ``component 1``, ... and ``aggr.``: a label fits its cell."""
+    return "aggr." if view == "aggregate" else "C" + view.removeprefix("component ")
 
 
 if __name__ == "__main__":
