@@ -50,10 +50,13 @@ import torch  # noqa: E402
 from synergic_bench.data_path import bench_data_path  # noqa: E402
 from synergic_bench.gpu import bench_recipe, compile_child  # noqa: E402
 from synergic_bench.measure import REPO, machine_description  # noqa: E402
-from synergic_bench.steps import (  # noqa: E402,F401 - handwritten_sdl_step: the reference step
+from synergic_bench.steps import (  # noqa: E402 - handwritten_sdl_step: the reference step
     bench_components, bench_overhead, bench_side_by_side, handwritten_sdl_step,
 )
 from synergic_bench.user_run import bench_user_run  # noqa: E402
+
+# handwritten_sdl_step is re-exported: tests/test_fast_paths.py compares the trainer with it.
+__all__ = ["configuration", "format_summary", "handwritten_sdl_step", "main", "targets_met"]
 
 # --- the command -------------------------------------------------------------------------------
 

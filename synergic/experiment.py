@@ -78,18 +78,53 @@ class PreparedData:
         return metrics_scorer(self.classes, self.task_classes)
 
 
-def dataset_scoring(train_set, name: str) -> tuple[str, tuple[str, ...]]:
+def dataset_scoring(
+    train_set, name: str, *, primary_metric: str | None = None,
+    task_classes: Sequence[str] | None = None,
+) -> tuple[str, tuple[str, ...]]:
     """``(primary metric, task classes)`` of a data set's train split (or a cross-validation
     fold of it), as :func:`synergic.data.datasets.base.dataset_primary_metric` and
-    :func:`~synergic.data.datasets.base.dataset_task_classes` check them.
+    :func:`~synergic.data.datasets.base.dataset_task_classes` check them; ``primary_metric`` and
+    ``task_classes`` (the recipe keys ``data.primary_metric``, ``data.task_classes``; None: the
+    data set's own) override the data set's attributes.
 
     Raises:
-        SynergicError: an unknown metric name or task class, naming the data set ``name``.
+        SynergicError: an unknown metric name or task class, naming the data set ``name`` (and
+            the recipe key, for an override), with the valid names and the closest.
     """
-    from synergic.data.datasets.base import dataset_primary_metric, dataset_task_classes
+    from synergic.data.datasets.base import (
+        PRIMARY_METRIC_ATTRIBUTE, dataset_primary_metric, dataset_task_classes,
+    )
+    from synergic.errors import did_you_mean
+    from synergic.metrics import metric_names
+    from synergic.metrics import primary_metric as checked_primary_metric
 
-    return (dataset_primary_metric(train_set, name=name),
-            dataset_task_classes(train_set, name=name))
+    if primary_metric is None and task_classes is None:
+        return (dataset_primary_metric(train_set, name=name),
+                dataset_task_classes(train_set, name=name))
+    classes = [str(c) for c in train_set.classes]
+    if task_classes is None:
+        tasks = dataset_task_classes(train_set, name=name)
+    else:
+        for task in task_classes:
+            if task not in classes:
+                raise SynergicError(
+                    f"data.task_classes names {task!r}, not a class of data set '{name}' "
+                    f"({', '.join(classes)}){did_you_mean(task, classes)}: name its classes"
+                )
+        tasks = tuple(task_classes)
+    if primary_metric is None:  # the data set's own, checked against the task classes given
+        own = getattr(train_set, PRIMARY_METRIC_ATTRIBUTE, None)
+        return checked_primary_metric(len(classes), own, task_classes=tasks, dataset=name), tasks
+    names = metric_names(len(classes), tasks)
+    if primary_metric not in names:
+        scored = f", task classes {', '.join(tasks)}" if tasks else ""
+        raise SynergicError(
+            f"data.primary_metric {primary_metric!r} is not a metric synergic reports for data "
+            f"set '{name}' ({len(classes)} classes{scored}){did_you_mean(primary_metric, names)}; "
+            f"use one of {', '.join(names)}"
+        )
+    return primary_metric, tasks
 
 
 def metrics_scorer(classes: Sequence[str], task_classes: Sequence[str] = ()):
@@ -266,7 +301,9 @@ def prepare_data(
         keep, held_out = carved
         train, validation = train.subset(keep), train.subset(held_out)
     test = decode(test_set, "test")
-    primary_metric, task_classes = dataset_scoring(train_set, data.dataset)
+    primary_metric, task_classes = dataset_scoring(
+        train_set, data.dataset, primary_metric=data.primary_metric, task_classes=data.task_classes
+    )
     return PreparedData(list(train_set.classes), train, validation, test,
                         primary_metric=primary_metric, task_classes=task_classes)
 
@@ -732,8 +769,8 @@ def run(
     from synergic.models.backbones import describe_backbone, resolved_backbone
     from synergic.recipe import recipe_to_yaml
     from synergic.rundir import (
-        absolute_paths, data_record, describe_data, identity_hash, prune_checkpoints,
-        record_iterations, update_run_record, write_splits,
+        absolute_paths, data_record, describe_data, identity_hash, record_iterations,
+        update_run_record, write_splits,
     )
     from synergic.training import distributed
     from synergic.training.trainer import Augmentation, Trainer, TrainingInterrupted
@@ -762,7 +799,10 @@ def run(
     stage("checking the data and building the model")
     datasets = open_datasets(recipe, download=download)
     classes = list(datasets[0].classes)
-    primary_metric, task_classes = dataset_scoring(datasets[0], recipe.data.dataset)
+    primary_metric, task_classes = dataset_scoring(
+        datasets[0], recipe.data.dataset, primary_metric=recipe.data.primary_metric,
+        task_classes=recipe.data.task_classes,
+    )
     if checkpoint is not None:
         # Selection continues on the metric the run started with (checkpoints written before
         # data sets named theirs selected on AP), so best.pt's value stays comparable.
@@ -875,7 +915,6 @@ def run(
             run_dir, step=int(checkpoint["step"]) if checkpoint is not None else 0,
             old_total=saved_total, new_total=t.iterations,
         )
-        loggers.log_hyperparams(flat_params(recipe))
     trainer = Trainer(
         model, loss, sampler, data.train.images, data.train.labels,
         mean=preprocessing.mean, std=preprocessing.std, iterations=t.iterations,
@@ -906,14 +945,36 @@ def run(
     elif resume:
         stage("no checkpoint yet: training from step 0")
     stage("training")
-    try:
-        state = trainer.fit()
-    except BaseException as error:
-        stopped = isinstance(error, (TrainingInterrupted, KeyboardInterrupt))
-        loggers.finalize("interrupted" if stopped else "failed")
-        raise
+    # However the rest ends, the loggers are finalized: an MLflow run ends FINISHED, KILLED
+    # (Ctrl-C, or SIGTERM, on which the trainer stops) or FAILED, never left RUNNING.
+    with loggers.finalized(interruptions=(TrainingInterrupted, KeyboardInterrupt)):
+        loggers.log_hyperparams(flat_params(recipe))  # starts the MLflow run (rank 0 only)
+        trainer.fit()
+        stage("evaluating on the test set")
+        result = evaluate_and_write_results(
+            trainer, recipe, data, run_dir, primary_metric=primary_metric,
+            task_classes=task_classes, record=record, backbone=backbone, write=info.is_main,
+        )
+        loggers.log_metrics(result_metrics(result.metrics), trainer.state.step)
+        loggers.log_artifacts(run_dir)
+    return result
 
-    stage("evaluating on the test set")
+
+def evaluate_and_write_results(
+    trainer, recipe: Recipe, data: PreparedData, run_dir: Path, *, primary_metric: str,
+    task_classes: Sequence[str], record: dict[str, Any], backbone: dict[str, Any],
+    write: bool = True,
+) -> RunResult:
+    """After ``trainer.fit()``: evaluate the model ``recipe`` reports on the test split
+    (:func:`evaluate_selected`), and, when ``write`` (rank 0), write ``metrics.json`` (with the
+    thresholds, calibration and bootstrap intervals), ``predictions.csv`` and the run record,
+    then prune the checkpoints (``train.keep_checkpoints``). ``record``: the data record
+    (:func:`synergic.rundir.data_record`); ``backbone``: what
+    :func:`synergic.models.backbones.resolved_backbone` recorded."""
+    from synergic.rundir import prune_checkpoints, update_run_record
+
+    t = recipe.train
+    state = trainer.state
     evaluation, extra = evaluate_selected(trainer, recipe, data, run_dir)
     extra["tta"] = t.tta  # what produced the test metrics and predictions.csv
     if trainer.ema is not None:
@@ -924,7 +985,7 @@ def run(
         scoring["task_classes"] = list(task_classes)
     extra = {"classes": data.classes, **scoring, "iterations": state.step, **extra,
              "data": record, "backbone": backbone}
-    if not info.is_main:
+    if not write:
         return RunResult(run_dir, {"test": evaluation.metrics}, evaluation)
     if t.n_bootstrap:  # test_ci, test_components_ci, ci: from the predictions (synergic.stats)
         from synergic.stats import metric_intervals
@@ -941,9 +1002,6 @@ def run(
     # Only now, with the results written: until here last.pt is what a crashed run resumes from.
     prune_checkpoints(run_dir, t.keep_checkpoints, extra["selected"]["checkpoint"])
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    loggers.log_metrics(result_metrics(metrics), state.step)
-    loggers.log_artifacts(run_dir)
-    loggers.finalize("success")
     return RunResult(run_dir, metrics, evaluation)
 
 

@@ -237,7 +237,7 @@ def test_sweep_json(tiny_recipe, tmp_path):
 
 def test_list_and_plugins_json():
     listing = json.loads(invoke("list", "--json").stdout)
-    assert set(listing) == {"aggregators", "backbones", "datasets", "heads", "samplers"}
+    assert set(listing) == {"aggregators", "backbones", "datasets", "heads", "loggers", "samplers"}
     assert "synthetic_lesions" in [entry["name"] for entry in listing["datasets"]]
     assert "timm_models" not in listing  # counting timm's models imports timm: only when asked
     assert json.loads(invoke("list", "backbones", "--json").stdout)["timm_models"] > 100

@@ -168,6 +168,67 @@ def test_mlflow_and_tensorboard_continue_a_resumed_run(tmp_path, monkeypatch):
     assert [json.loads(p.read_text()) for p in stored] == [result.metrics]
 
 
+def test_an_mlflow_run_is_finalized_when_the_run_stops_after_training(tmp_path, monkeypatch):
+    """Training finished, then the writing of the results fails, or Ctrl-C stops the test
+    evaluation: the MLflow run (a real sqlite store) is FAILED or KILLED, not left RUNNING."""
+    from mlflow import MlflowClient
+
+    import synergic.experiment
+    from synergic.experiment import run
+    from synergic.recipe import load_recipe
+
+    monkeypatch.chdir(tmp_path)
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    recipe = load_recipe(write_recipe(
+        tmp_path / "tiny.yaml", loggers=[{"name": "mlflow", "options": {
+            "tracking_uri": store, "artifact_location": str(tmp_path / "artifacts")}}],
+        **{"train.iterations": 2, "train.n_bootstrap": 0},
+    ))
+    client = MlflowClient(store)
+    for where, error, status in [("write_results", OSError("disk full"), "FAILED"),
+                                 ("evaluate_selected", KeyboardInterrupt(), "KILLED")]:
+        def stop(*args, error=error, **kwargs):
+            raise error
+
+        with monkeypatch.context() as patch:
+            patch.setattr(synergic.experiment, where, stop)
+            with pytest.raises(type(error)):
+                run(recipe, tmp_path / where)
+        record = json.loads((tmp_path / where / "run.json").read_text())["mlflow"]
+        mlflow_run = client.get_run(record["run_id"])
+        assert mlflow_run.info.status == status, where
+        assert mlflow_run.info.end_time is not None
+        assert "train/loss" in mlflow_run.data.metrics  # it did train
+        assert not (tmp_path / where / "metrics.json").exists()
+
+
+def test_finalized_gives_each_ending_its_status():
+    from synergic.loggers import LoggerCollection
+    from synergic.training.trainer import TrainingInterrupted
+
+    class Recording:
+        def __init__(self):
+            self.statuses = []
+
+        def finalize(self, status):
+            self.statuses.append(status)
+
+    logger = Recording()
+    loggers = LoggerCollection([logger])
+    interruptions = (TrainingInterrupted, KeyboardInterrupt)
+    with loggers.finalized(interruptions):
+        pass
+    for error in (ValueError("bad"), TrainingInterrupted("stopped by SIGTERM"),
+                  KeyboardInterrupt()):
+        with pytest.raises(type(error)):
+            with loggers.finalized(interruptions):
+                raise error
+    with pytest.raises(TrainingInterrupted):  # not an interruption unless named as one
+        with loggers.finalized():
+            raise TrainingInterrupted("stopped")
+    assert logger.statuses == ["success", "failed", "interrupted", "interrupted", "failed"]
+
+
 def _no_decoding(*args, **kwargs):
     raise AssertionError("images were decoded although a logger could not start")
 

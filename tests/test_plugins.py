@@ -29,7 +29,6 @@ from synergic.plugins import (
     HOOK_NAMES,
     PluginLoadWarning,
     builtin,
-    discover_plugins,
     loaded_plugins,
     pm,
     register_plugin,

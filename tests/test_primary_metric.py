@@ -200,3 +200,179 @@ def test_the_cli_lists_every_submission_format():
 
     choices = next(p for p in predict.params if p.name == "csv_format").type.choices
     assert tuple(choices) == ("csv", *SUBMISSION_FORMATS)
+
+
+def test_a_sweep_summary_words_its_selection_with_the_primary_metric(task_auc_runs):
+    from synergic.recipe import load_recipe
+    from synergic.stats import format_stat
+    from synergic.sweep import summarize_sweep, summary_markdown
+    from synergic.sweep.plan import SweepRun
+
+    runs = [SweepRun(f"train.synergic_weight={weight}", {"train.synergic_weight": str(weight)}, 0,
+                     run_dir, load_recipe(run_dir / "recipe.yaml"))
+            for weight, run_dir in zip((0, 1), task_auc_runs.values())]
+    summary = summarize_sweep(runs, task_auc_runs["sdl"].parent)
+    assert summary["select_metric"] == "task_auc"
+    assert summary["selected"] is not None, summary["selection_note"]
+    text = summary_markdown(summary)
+    selected = next(c for c in summary["cells"] if c["cell"] == summary["selected"])
+    assert f"its test task_auc is {format_stat(selected['test']['task_auc'])}." in text
+    assert "test AP is" not in text
+    header = next(line for line in text.splitlines() if line.startswith("| cell |"))
+    assert header.startswith("| cell | seeds | validation task_auc | test task_auc | test AP |")
+
+
+# -- the recipe keys data.primary_metric and data.task_classes -----------------------------------
+
+
+def _scoring(dataset, **overrides):
+    from synergic.experiment import dataset_scoring
+
+    return dataset_scoring(dataset, "lesions", **overrides)
+
+
+def test_the_recipe_overrides_the_data_sets_primary_metric_and_task_classes():
+    assert _scoring(_lesions()) == ("ap", ())
+    assert _scoring(_lesions(), primary_metric="auc") == ("auc", ())
+    ranked = _lesions(primary_metric="task_auc", task_classes=("malignant",))
+    assert _scoring(ranked) == ("task_auc", ("malignant",))
+    assert _scoring(ranked, primary_metric="specificity") == ("specificity", ("malignant",))
+    # task classes of the recipe, with the data set's own metric or the recipe's
+    assert _scoring(_lesions(), task_classes=["benign"]) == ("ap", ("benign",))
+    assert _scoring(ranked, task_classes=["benign", "malignant"]) == (
+        "task_auc", ("benign", "malignant"))
+    assert _scoring(_lesions(), primary_metric="auc_benign", task_classes=["benign"]) == (
+        "auc_benign", ("benign",))
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"primary_metric": "balanced_accuracy"},
+     "data.primary_metric 'balanced_accuracy' is not a metric synergic reports for data set "
+     "'lesions' (2 classes) (did you mean 'accuracy'?); use one of ap, ap_trapezoid, auc, "
+     "accuracy, sensitivity, specificity"),
+    ({"primary_metric": "auc_malignent", "task_classes": ["malignant"]},
+     "(2 classes, task classes malignant) (did you mean 'auc_malignant'?); use one of"),
+    ({"primary_metric": "task_auc"}, "data.primary_metric 'task_auc' is not a metric"),
+    ({"task_classes": ["malignent"]},
+     "data.task_classes names 'malignent', not a class of data set 'lesions' (benign, malignant) "
+     "(did you mean 'malignant'?)"),
+])
+def test_a_wrong_override_is_one_line_naming_the_recipe_key(overrides, message):
+    with pytest.raises(SynergicError) as caught:
+        _scoring(_lesions(), **overrides)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_the_keys_are_checked_on_load_and_left_out_of_written_recipes_while_unset(tmp_path):
+    from tiny_recipe import write_recipe
+
+    from synergic.recipe import load_recipe, recipe_to_yaml
+    from synergic.rundir import identity_hash
+
+    plain = load_recipe(write_recipe(tmp_path / "plain.yaml"))
+    assert "primary_metric" not in recipe_to_yaml(plain)
+    assert "task_classes" not in recipe_to_yaml(plain)
+    ranked = load_recipe(write_recipe(tmp_path / "auc.yaml", **{"data.primary_metric": "auc"}))
+    assert "primary_metric: auc" in recipe_to_yaml(ranked)
+    assert identity_hash(ranked) != identity_hash(plain)  # it changes what the run selects
+    tasks = load_recipe(write_recipe(tmp_path / "t.yaml", **{"data.task_classes": ["benign"]}))
+    assert identity_hash(tasks) != identity_hash(plain)
+    # identities of recipes without the keys stay as they were: the key is absent, not null
+    assert plain.model_dump(mode="json")["data"].keys().isdisjoint({"primary_metric",
+                                                                    "task_classes"})
+    for key, value, words in [
+        ("data.primary_metric", "acuracy", "data.primary_metric: 'acuracy' is not allowed: not a "
+         "metric synergic computes (did you mean 'accuracy'?)"),
+        ("data.task_classes", [], "data.task_classes: [] is not allowed: must name at least one"),
+        ("data.task_classes", ["a", "a"], "names a class twice"),
+    ]:
+        with pytest.raises(SynergicError) as caught:
+            load_recipe(write_recipe(tmp_path / "bad.yaml", **{key: value}))
+        assert words in str(caught.value) and "\n" not in str(caught.value)
+
+
+# -- resuming keeps the checkpoint's metric ------------------------------------------------------
+
+
+class _StopAtStepFive:
+    def on_log(self, trainer, row):
+        if row["step"] == 5:
+            raise RuntimeError("stopped by the test")
+
+
+@pytest.fixture(scope="module")
+def stopped_task_auc_run(tmp_path_factory, one_torch_thread):
+    """A tiny run of a data set ranked by ``task_auc``, stopped after its checkpoint at step 4,
+    with ``data.primary_metric`` unset (the data set's own metric)."""
+    from tiny_recipe import write_recipe
+
+    from synergic import registry
+    from synergic.experiment import run
+    from synergic.recipe import load_recipe
+
+    folder = tmp_path_factory.mktemp("stopped")
+    registry.datasets.register("lesions_task_auc", _lesions_ranked_by_task_auc, origin="tests")
+    try:
+        recipe = load_recipe(write_recipe(folder / "tiny.yaml",
+                                          **{"data.dataset": "lesions_task_auc",
+                                             "train.n_bootstrap": 0}))
+        with pytest.raises(RuntimeError, match="stopped by the test"):
+            run(recipe, folder / "run", callbacks=[_StopAtStepFive()])
+    finally:
+        registry.datasets.unregister("lesions_task_auc")
+    return recipe, folder / "run"
+
+
+@pytest.mark.parametrize(("recorded", "expected"), [
+    (None, "ap"),      # a checkpoint from before data sets named their metric selected on AP
+    ("auc", "auc"),    # the metric the run started with, though the data set now names another
+])
+def test_a_resumed_run_keeps_the_primary_metric_of_its_checkpoint(
+    stopped_task_auc_run, tmp_path, recorded, expected
+):
+    import shutil
+
+    from synergic import registry
+    from synergic.experiment import run
+
+    recipe, stopped = stopped_task_auc_run
+    run_dir = shutil.copytree(stopped, tmp_path / "run")
+    last = run_dir / "checkpoints" / "last.pt"
+    state = torch.load(last, weights_only=False)
+    assert state["step"] == 4 and state["metadata"]["primary_metric"] == "task_auc"
+    if recorded is None:
+        del state["metadata"]["primary_metric"]
+    else:
+        state["metadata"]["primary_metric"] = recorded
+    torch.save(state, last)
+
+    registry.datasets.register("lesions_task_auc", _lesions_ranked_by_task_auc, origin="tests")
+    try:
+        result = run(recipe, run_dir, resume=True)
+    finally:
+        registry.datasets.unregister("lesions_task_auc")
+    metrics = result.metrics
+    assert metrics["iterations"] == 6
+    assert metrics["primary_metric"] == expected
+    assert metrics["selected"]["metric"] == expected
+    assert metrics["selected"]["value"] == metrics["validation"][expected]
+    resumed = torch.load(last, weights_only=False)
+    assert resumed["step"] == 6 and resumed["metadata"]["primary_metric"] == expected
+
+
+def test_a_run_ranks_by_the_recipes_primary_metric(tmp_path, one_torch_thread):
+    from tiny_recipe import write_recipe
+
+    from synergic.experiment import run
+    from synergic.recipe import load_recipe
+
+    recipe = load_recipe(write_recipe(tmp_path / "tiny.yaml", **{
+        "data.primary_metric": "auc_malignant", "data.task_classes": ["malignant"],
+        "train.n_bootstrap": 0, "train.iterations": 3}))
+    metrics = run(recipe, tmp_path / "run").metrics
+    assert metrics["primary_metric"] == "auc_malignant"
+    assert metrics["task_classes"] == ["malignant"]
+    assert metrics["selected"]["metric"] == "auc_malignant"
+    assert metrics["test"]["auc_malignant"] == metrics["test"]["auc"]
+    assert "primary_metric: auc_malignant" in (tmp_path / "run" / "recipe.yaml").read_text()

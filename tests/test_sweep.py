@@ -11,7 +11,6 @@ from PIL import Image
 
 from synergic.cli import cli, main
 from synergic.errors import SynergicError
-from synergic.experiment import run as run_experiment
 from synergic.recipe import load_recipe, save_recipe
 from synergic.sweep import (
     SweepCellError,

@@ -200,6 +200,20 @@ def test_a_run_records_its_tta_and_eval_reproduces_it(flips_run):
     assert json.loads((flips_run / "metrics.json").read_text()) == metrics  # never rewritten
 
 
+def test_eval_quiet_names_the_tta_it_used(flips_run):
+    metrics = json.loads((flips_run / "metrics.json").read_text())
+    values = " ".join(f"{name}={value:.4f}" for name, value in metrics["test"].items())
+    code, out, err = invoke(["eval", flips_run, "--quiet"])  # the run's own train.tta
+    assert code == 0, err
+    assert out == f"{values} tta=flips\n"
+    code, out, err = invoke(["eval", flips_run, "--tta", "none", "--quiet"])
+    assert code == 0, err
+    assert "tta=" not in out and out.startswith("ap=")
+    code, out, err = invoke(["eval", flips_run, "--tta", "d4", "--quiet"])
+    assert code == 0, err
+    assert out.rstrip("\n").endswith(" tta=d4")
+
+
 def test_predict_with_the_runs_tta_gives_its_predictions(flips_run, tmp_path):
     from PIL import Image
 

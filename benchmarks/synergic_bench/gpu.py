@@ -186,6 +186,14 @@ def cuda_graph_step(trainer, config: dict[str, Any]) -> Callable[[int], None]:
     return replay
 
 
+def _nonblocking_augment(train_step):
+    """``train_step`` with the augmentation's host-to-device transfers non-blocking."""
+    def step(index: int):
+        with augment_transfers_nonblocking():
+            return train_step(index)
+    return step
+
+
 def bench_recipe(config: dict[str, Any], device: torch.device, output_dir: Path,
                  compile_budget_s: float, quick: bool) -> dict[str, Any]:
     """The paper's recipe on this GPU: eager, CUDA graph and (time allowing) torch.compile."""
@@ -220,12 +228,8 @@ def bench_recipe(config: dict[str, Any], device: torch.device, output_dir: Path,
         trainer.train_step(0)
     result["memory_eager"] = peak.result
 
-    def nonblocking_augment_step(step: int):
-        with augment_transfers_nonblocking():
-            return trainer.train_step(step)
-
     variants = {"synergic_eager": trainer.train_step, "handwritten_eager": handwritten_from(trainer, config),
-                "synergic_eager_nonblocking_augment": nonblocking_augment_step}
+                "synergic_eager_nonblocking_augment": _nonblocking_augment(trainer.train_step)}
     times = interleaved_timings(variants, device=device, warmup=3, rounds=3 if quick else 6,
                                 steps_per_round=10 if quick else 20)
     # Last, so that a failed capture cannot spoil the eager figures.

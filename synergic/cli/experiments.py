@@ -87,7 +87,7 @@ def _print_summary(summary: dict, output: Path) -> None:
     from rich import box
     from rich.table import Table
 
-    from synergic.sweep import REPORTED_METRICS, format_stat, format_stat_interval
+    from synergic.sweep import format_stat, format_stat_interval, reported_metrics
 
     metric = summary["select_metric"]
     title = f"sweep of {summary.get('recipe')}: mean ± std over seeds"
@@ -105,8 +105,9 @@ def _print_summary(summary: dict, output: Path) -> None:
     # A cell that is a cross-validation is selected on its held-out folds (its "test" sets),
     # not on validation: its validation column would only widen the table.
     folds = bool(summary.get("folds"))
+    columns = reported_metrics(metric)  # the metric first when it is not among the usual four
     for column in ["runs" if folds else "seeds", *([] if folds else [f"val {metric}"]),
-                   *REPORTED_METRICS]:
+                   *columns]:
         table.add_column(column, justify="right", overflow="fold")
     for cell in summary["cells"]:
         mark = "* " if cell["cell"] == summary.get("selected") else ""
@@ -116,7 +117,7 @@ def _print_summary(summary: dict, output: Path) -> None:
         elif cell["validation"]:
             validation = [shown(cell["validation"].get(metric))]
         table.add_row(mark + cell["cell"], str(len(cell["runs"])), *validation,
-                      *(shown(cell["test"].get(m)) for m in REPORTED_METRICS))
+                      *(shown(cell["test"].get(m)) for m in columns))
     out = console()
     out.print(table)
     if summary.get("selected"):

@@ -149,7 +149,8 @@ def comparison_line(aggregate: dict, components: list[dict], metric: str = "ap")
     if value is None or not components:
         return None
     parts = [c.get(metric) for c in components]
-    text = f"the aggregate's {metric.upper()} is {_format(value)} " \
+    shown = metric.upper() if metric in ("ap", "auc") else metric
+    text = f"the aggregate's {shown} is {_format(value)} " \
            f"(components: {', '.join(_format(p) for p in parts)})"
     known = [p for p in parts if p is not None and math.isfinite(p)]
     if not known or not math.isfinite(value):

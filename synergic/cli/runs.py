@@ -155,7 +155,7 @@ def _run(recipe, output: Path, *, resume: bool, overwrite: bool, output_mode: Ou
         ci = result.metrics["ci"]
         out.print(f"[brackets]: {ci['level']:.0%} interval, bootstrap of the test images "
                   f"({ci['method']}, {ci['n_bootstrap']} resamples)", markup=False)
-    line = comparison_line(aggregate, components)
+    line = comparison_line(aggregate, components, result.metrics.get("primary_metric") or "ap")
     if line:
         out.print(line, markup=False)
         if recipe.train.synergic_weight:
@@ -196,7 +196,8 @@ def eval_command(run_dir: Path, split: str, checkpoint: str, tta: str | None, ov
     """Re-evaluate a trained run from its checkpoint (by default the one it reports).
 
     Prints the metrics and writes nothing: the run's metrics.json stays as the run wrote it.
-    --quiet prints the aggregate's metrics on one line (name=value ...); --json prints
+    --quiet prints the aggregate's metrics on one line (name=value ..., then tta=MODE when the
+    evaluation averaged over views: --tta, or the run's train.tta); --json prints
     {"run_dir", "split", "checkpoint", "aggregate", "components", "tta", "weights"} (weights:
     "ema" when the run reports its EMA of the weights, else "trained").
     """
@@ -210,8 +211,10 @@ def eval_command(run_dir: Path, split: str, checkpoint: str, tta: str | None, ov
         output_mode.emit_json({"run_dir": str(run_dir), "split": split, "checkpoint": checkpoint,
                          **metrics})
     elif output_mode.quiet:
-        click.echo(" ".join(f"{k}={'n/a' if v is None else f'{v:.4f}'}"
-                            for k, v in metrics["aggregate"].items()))
+        values = [f"{k}={'n/a' if v is None else f'{v:.4f}'}"
+                  for k, v in metrics["aggregate"].items()]
+        values += [f"tta={metrics['tta']}"] * (metrics["tta"] != "none")
+        click.echo(" ".join(values))
     else:
         what = [f"{checkpoint}.pt"] + ["EMA weights"] * (metrics["weights"] == "ema")
         what += [f"TTA {metrics['tta']}"] * (metrics["tta"] != "none")

@@ -19,17 +19,19 @@ What each logger receives, with the same values and steps as ``log.csv``:
 - at the end, at the last step: ``test/<metric>``, ``test/component_<k>/<metric>`` and, with
   ``train.n_bootstrap > 0``, ``test/<metric>_ci_low`` and ``_ci_high`` (:func:`result_metrics`);
 - ``log_artifacts(run_dir)`` once the results are written, then ``finalize("success")``
-  (``"failed"`` or ``"interrupted"`` when training stops early).
+  (``"failed"`` or ``"interrupted"`` when the run stops early, in training or after it:
+  :meth:`LoggerCollection.finalized`).
 
 Only rank 0 logs under torch.distributed. Importing this module does not import torch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -194,6 +196,22 @@ class LoggerCollection:
         if status not in STATUSES:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
         self._call("finalize", status)
+
+    @contextlib.contextmanager
+    def finalized(
+        self, interruptions: tuple[type[BaseException], ...] = (KeyboardInterrupt,)
+    ) -> Iterator[LoggerCollection]:
+        """Finalize the loggers however the ``with`` block ends: ``"success"`` when it ends
+        normally; ``"interrupted"`` on one of ``interruptions`` (Ctrl-C;
+        :func:`synergic.experiment.run` adds the trainer's stop on SIGTERM); ``"failed"`` on any
+        other exception, which is raised on. So an MLflow run is never left RUNNING by a run that
+        stopped (MLflow's FINISHED, KILLED, FAILED)."""
+        try:
+            yield self
+        except BaseException as error:
+            self.finalize("interrupted" if isinstance(error, interruptions) else "failed")
+            raise
+        self.finalize("success")
 
     # -- trainer callbacks (synergic.training.Trainer) -----------------------------------------
 

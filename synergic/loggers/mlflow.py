@@ -4,6 +4,7 @@ a ``sqlite:///`` or other database store)."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 import time
@@ -77,8 +78,8 @@ class MLflowLogger:
         )
         if urlparse(self.tracking_uri).scheme.split("+")[0] in _DATABASE_SCHEMES:
             try:  # MLflow's own message for a missing SQLAlchemy is about the model registry
-                import alembic  # noqa: F401
-                import sqlalchemy  # noqa: F401
+                importlib.import_module("alembic")
+                importlib.import_module("sqlalchemy")
             except ImportError as error:
                 raise missing_package("mlflow", "SQLAlchemy and Alembic", error) from None
         _check_reachable(self.tracking_uri, where)

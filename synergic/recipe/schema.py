@@ -207,16 +207,60 @@ class DataConfig(_Section):
         description="The fold of a cross-validation this run is (written by `synergic cv`); "
         "absent from written recipes while its `folds` is 0.",
     )
+    primary_metric: str | None = Field(
+        None,
+        description="The metric that selects the best checkpoint and ranks sweep cells and "
+        "reports, overriding the data set's own (isic2016 ap, isic2017 task_auc, isic2018 and "
+        "isic2019 balanced_accuracy, isic2020 auc; ap for folder, csv and data sets that name "
+        "none): a key of metrics.json's test metrics for the data set's classes, e.g. auc, "
+        "balanced_accuracy, task_auc, auc_<class>. Left out of the written recipe while null.",
+    )
+    task_classes: list[str] | None = Field(
+        None,
+        description="The classes scored one-vs-rest, overriding the data set's own (isic2017: "
+        "melanoma, seborrheic_keratosis): each adds the metric auc_<class>, and task_auc is "
+        "their mean. Left out of the written recipe while null.",
+    )
+
+    @field_validator("primary_metric")
+    @classmethod
+    def _check_primary_metric(cls, value: str | None) -> str | None:
+        from synergic.errors import did_you_mean
+        from synergic.metrics import (
+            CLASS_AUC_PREFIX, METRIC_NAMES_BINARY, METRIC_NAMES_MULTICLASS, TASK_AUC,
+            is_metric_name,
+        )
+
+        if value is not None and not is_metric_name(value):
+            names = list(dict.fromkeys(METRIC_NAMES_BINARY + METRIC_NAMES_MULTICLASS))
+            raise ValueError(
+                f"not a metric synergic computes{did_you_mean(value, names)}: use "
+                f"one of {', '.join(names)}, {TASK_AUC} or {CLASS_AUC_PREFIX}<class>"
+            )
+        return value
+
+    @field_validator("task_classes")
+    @classmethod
+    def _check_task_classes(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("must name at least one class, or be null (the data set's own)")
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("names a class twice")
+        return value
 
     @model_serializer(mode="wrap")
     def _leave_out_no_cross_validation(self, handler):
         dumped = handler(self)
         # Recipes, identities and run directories from before cross-validation (and grouped
-        # validation splits) stay the same.
+        # validation splits, and the primary-metric keys) stay the same.
         if isinstance(dumped, dict) and not self.cross_validation.folds:
             dumped.pop("cross_validation", None)
         if isinstance(dumped, dict) and self.validation_group_by == "auto":
             dumped.pop("validation_group_by", None)
+        if isinstance(dumped, dict):
+            for key in ("primary_metric", "task_classes"):
+                if getattr(self, key) is None:
+                    dumped.pop(key, None)
         return dumped
 
 

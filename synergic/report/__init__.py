@@ -11,6 +11,8 @@ beside it, the figures that the runs allow:
   panel per class (that class against the rest) for more;
 - ``report_lambda.png``: the metric against lambda (Fig. 4), when rows differ in
   ``train.synergic_weight``; validation and test panels;
+- ``report_cv_lambda.png``: the same for sweeps of cross-validations over lambda (``synergic
+  sweep --folds``): each cell's mean over its folds with its 95 % t-interval as the error bar;
 - ``report_components.png``: the metric against relative training time of SDL^n (Fig. 5), when
   rows differ in ``model.components``; time is relative to the n = 1 row (or the smallest n);
 - ``report_calibration.png``: the reliability diagram of the two-class rows.

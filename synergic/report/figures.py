@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from synergic.errors import SynergicError
-from synergic.report.runs import ReportRun, RunGroup, read_test_labels
+from synergic.report.runs import CrossValidation, ReportRun, RunGroup, read_test_labels
 from synergic.sweep import value_at
 
 LAMBDA_KEY = "train.synergic_weight"
@@ -192,31 +192,90 @@ def _recorded_mismatch(run: ReportRun, probabilities: np.ndarray, labels: np.nda
     return ""
 
 
+#: A point of the metric-against-lambda figure: ``(lambda, mean, (below, above))``, the error bar
+#: reaching from ``mean - below`` to ``mean + above``.
+LambdaPoint = tuple[float, float, tuple[float, float]]
+
+
 def _lambda_figure(groups: Sequence[RunGroup], path: Path, metric: str) -> Path | None:
+    """Fig. 4 of the rows: mean ± std over each row's seeds against lambda, one line per
+    combination of the other differing keys; validation (when there is a split) and test panels."""
     series = {name: members for name, members in _series(groups, LAMBDA_KEY).items()
               if len({value_at(g.recipe, LAMBDA_KEY) for g in members}) > 1}
     if not series:
         return None
     splits = (["validation"] if any(g.has_validation() for m in series.values() for g in m) else [])
     splits.append("test")
-    figure, axes = _figure(panels=len(splits))
-    for ax, split in zip(axes, splits):
+    panels = []
+    for split in splits:
+        lines: dict[str, list[LambdaPoint]] = {}
         for name, members in series.items():
-            points = sorted(
-                ((value_at(g.recipe, LAMBDA_KEY), g.stat(metric, split)) for g in members),
-                key=lambda point: point[0],
-            )
-            points = [(x, s) for x, s in points if s["mean"] is not None]
+            stats = [(value_at(g.recipe, LAMBDA_KEY), g.stat(metric, split)) for g in members]
+            lines[name] = sorted((x, s["mean"], (s["std"] or 0.0,) * 2)
+                                 for x, s in stats if s["mean"] is not None)
+        panels.append((f"{metric} ({split})", f"{metric} against lambda, {split} set", lines))
+    return _draw_against_lambda(panels, path)
+
+
+def _cv_lambda_figure(
+    cross_validations: Sequence[CrossValidation], path: Path, metric: str
+) -> Path | None:
+    """Fig. 4 of sweeps of cross-validations (``synergic sweep --folds``) over lambda: each cell's
+    mean over its fold runs, with its 95 % t-interval (``ci`` of its ``summary.json``) as the
+    error bar; one line per sweep and combination of the other grid keys; a validation panel when
+    every fold run had a validation split, and a held-out-fold panel (the folds' test sets)."""
+    cells = [cv for cv in cross_validations if cv.sweep is not None and LAMBDA_KEY in cv.settings]
+    several_sweeps = len({cv.sweep for cv in cells}) > 1
+    series: dict[str, list[CrossValidation]] = {}
+    for cv in cells:
+        rest = [f"{key.rsplit('.', 1)[-1]}={value}" for key, value in cv.settings.items()
+                if key != LAMBDA_KEY]
+        series.setdefault(", ".join(([cv.sweep.name] if several_sweeps else []) + rest) or "all",
+                          []).append(cv)
+    series = {name: members for name, members in series.items()
+              if len({float(cv.settings[LAMBDA_KEY]) for cv in members}) > 1}
+    if not series:
+        return None
+    splits = [("validation", "validation set")] if all(
+        cv.summary.get("validation") for members in series.values() for cv in members) else []
+    splits.append(("test", "held-out folds"))
+    panels = []
+    for split, title in splits:
+        lines: dict[str, list[LambdaPoint]] = {}
+        for name, members in series.items():
+            points = []
+            for cv in members:
+                stat = (cv.summary.get(split) or {}).get(metric) or {}
+                if stat.get("mean") is None:
+                    continue
+                mean, interval = float(stat["mean"]), stat.get("ci")
+                bar = (mean - interval[0], interval[1] - mean) if interval else (0.0, 0.0)
+                points.append((float(cv.settings[LAMBDA_KEY]), mean, bar))
+            lines[name] = sorted(points)
+        panels.append((f"{metric} ({title})",
+                       f"{metric} against lambda, {title}\n(mean, 95 % t-interval over folds)",
+                       lines))
+    return _draw_against_lambda(panels, path)
+
+
+def _draw_against_lambda(
+    panels: Sequence[tuple[str, str, dict[str, list[LambdaPoint]]]], path: Path
+) -> Path:
+    """One panel per ``(y label, title, {line name: points})``, side by side; a legend when
+    there are several lines."""
+    figure, axes = _figure(panels=len(panels))
+    for ax, (ylabel, title, lines) in zip(axes, panels):
+        for name, points in lines.items():
             if not points:
                 continue
-            ax.errorbar([x for x, _ in points], [s["mean"] for _, s in points],
-                        yerr=[s["std"] or 0.0 for _, s in points], marker="o", capsize=3,
-                        label=name if len(series) > 1 else None)
+            ax.errorbar([x for x, _, _ in points], [mean for _, mean, _ in points],
+                        yerr=[[bar[0] for *_, bar in points], [bar[1] for *_, bar in points]],
+                        marker="o", capsize=3, label=name if len(lines) > 1 else None)
         ax.set_xlabel("lambda (train.synergic_weight)")
-        ax.set_ylabel(f"{metric} ({split})")
-        ax.set_title(f"{metric} against lambda, {split} set")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
         ax.grid(True, linewidth=0.5, alpha=0.4)
-        if len(series) > 1:
+        if len(lines) > 1:
             ax.legend(fontsize="small")
     return _save(figure, path)
 

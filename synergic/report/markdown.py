@@ -15,6 +15,7 @@ from synergic.report.figures import (
     _calibration_figure,
     _components_figure,
     _components_rows,
+    _cv_lambda_figure,
     _lambda_figure,
     _roc_figure,
     test_predictions,
@@ -28,7 +29,7 @@ from synergic.report.runs import (
     paper_applies,
 )
 from synergic.stats import DEFAULT_N_BOOTSTRAP, format_stat
-from synergic.sweep import REPORTED_METRICS
+from synergic.sweep import REPORTED_METRICS, reported_metrics
 
 __all__ = ["Report", "default_report_path", "write_report"]
 
@@ -98,7 +99,7 @@ def write_report(
 ) -> Report:
     """Write the Markdown report of the runs, sweeps and cross-validations in ``paths`` to
     ``output``, with its figures beside it (``<stem>_roc.png``, ``<stem>_lambda.png``,
-    ``<stem>_components.png``, ``<stem>_calibration.png``).
+    ``<stem>_cv_lambda.png``, ``<stem>_components.png``, ``<stem>_calibration.png``).
 
     ``output`` defaults to ``report.md`` beside what is reported on
     (:func:`default_report_path`). ``metric`` is the one plotted against lambda and time, shown
@@ -171,7 +172,10 @@ def write_report(
         if calibration is not None:
             figures["calibration"] = calibration
         lines += _calibration_section(groups, calibration)
-    lines += _cross_validation_section(cross_validations, metric)
+    cv_lambda = _cv_lambda_figure(cross_validations, figure_path("cv_lambda"), metric)
+    if cv_lambda is not None:
+        figures["cv_lambda"] = cv_lambda
+    lines += _cross_validation_section(cross_validations, metric, cv_lambda)
     if paper:
         lines += ["## The ISIC 2016 leaderboard (paper, Table 2)", "",
                   "| method | AP* | accuracy | AUC |", "|---|---|---|---|"]
@@ -207,7 +211,7 @@ def _table_1(groups: Sequence[RunGroup], metric: str, paper: bool) -> list[str]:
                       "in brackets (test_ci of its metrics.json).")
     lines.append("")
     show_validation = any(g.has_validation() for g in groups)
-    columns = ([metric] if metric not in REPORTED_METRICS else []) + list(REPORTED_METRICS)
+    columns = reported_metrics(metric)
     header = ["run", "DA", "runs"] + ([f"validation {metric}"] if show_validation else [])
     header += [_COLUMN_TITLES.get(m, m) for m in columns] + ["training time"]
     lines.append("| " + " | ".join(header) + " |")
@@ -317,8 +321,8 @@ def _calibration_section(groups: Sequence[RunGroup], figure: Path | None) -> lis
     return lines
 
 
-def _cross_validation_section(cross_validations: Sequence[CrossValidation], metric: str = "ap"
-                              ) -> list[str]:
+def _cross_validation_section(cross_validations: Sequence[CrossValidation], metric: str = "ap",
+                              lambda_figure: Path | None = None) -> list[str]:
     if not cross_validations:
         return []
     lines = ["## Cross-validation", ""]
@@ -328,6 +332,12 @@ def _cross_validation_section(cross_validations: Sequence[CrossValidation], metr
             sweeps.setdefault(cv.sweep, []).append(cv)
     for sweep, cells in sweeps.items():
         lines += _cross_validation_sweep_table(sweep, cells, metric)
+    if lambda_figure is not None:
+        lines += [f"![{metric} against lambda, cross-validated]({lambda_figure.name})", "",
+                  f"{metric} against lambda (as Fig. 4) for the sweeps of cross-validations: each "
+                  "cell's mean over its fold runs, with its 95 % t-interval as the error bar. "
+                  "Choose lambda on the held-out folds (or validation), then train it on the "
+                  "whole training split for its test value.", ""]
     for cv in cross_validations:
         if cv.sweep is not None:
             continue

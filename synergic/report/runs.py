@@ -140,6 +140,9 @@ class CrossValidation:
     """The sweep cell's name (``key=value,...``), when ``sweep`` is set."""
     selected: bool = False
     """Whether the sweep selected this cell (its best mean held-out-fold metric)."""
+    settings: dict[str, Any] = field(default_factory=dict)
+    """The sweep cell's grid values by key (``{"train.synergic_weight": 3.0}``), when ``sweep``
+    is set."""
 
     @property
     def label(self) -> str:
@@ -189,15 +192,17 @@ def _sweep_cross_validations(folder: Path) -> list[CrossValidation]:
     summary_path = folder / "summary.json"
     try:
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        cells = [(cell["cell"], folder / cell["cv_dir"]) for cell in summary["cells"]]
+        cells = [(cell["cell"], folder / cell["cv_dir"], dict(cell.get("settings") or {}))
+                 for cell in summary["cells"]]
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise SynergicError(
             f"{summary_path} cannot be read as the summary of a sweep of cross-validations "
             f"({error}): run the same synergic sweep command again to rewrite it"
         ) from None
     return [CrossValidation(path, _read_cv_summary(path, "synergic sweep"), sweep=folder,
-                            cell=name, selected=name == summary.get("selected"))
-            for name, path in cells]
+                            cell=name, selected=name == summary.get("selected"),
+                            settings=settings)
+            for name, path, settings in cells]
 
 
 def find_cross_validations(

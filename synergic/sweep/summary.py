@@ -17,12 +17,20 @@ from synergic.sweep.plan import CrossValidatedCell, SweepRun, value_at
 
 __all__ = [
     "REPORTED_METRICS", "check_metric_name", "format_stat_interval", "printable_tree",
-    "summarize_cv_sweep", "summarize_sweep", "summary_markdown", "write_summary",
+    "reported_metrics", "summarize_cv_sweep", "summarize_sweep", "summary_markdown",
+    "write_summary",
 ]
 
 #: The test metrics a summary (and a report) shows, in the order of the paper's Table 1 plus the
 #: trapezoid AP (see docs/metrics.md).
 REPORTED_METRICS: tuple[str, ...] = ("ap", "ap_trapezoid", "accuracy", "auc")
+
+
+def reported_metrics(metric: str) -> list[str]:
+    """The test columns of a summary or report ranked by ``metric`` (the select metric, or the
+    runs' primary metric): ``metric`` first when it is not one of :data:`REPORTED_METRICS`
+    (``balanced_accuracy`` for ISIC 2018), then those."""
+    return ([metric] if metric not in REPORTED_METRICS else []) + list(REPORTED_METRICS)
 
 
 def check_metric_name(metric: str, option: str = "--select-metric") -> None:
@@ -262,10 +270,11 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
     def shown(stat: Mapping[str, Any] | None) -> str:
         return format_stat_interval(stat) if folds else format_stat(stat)
 
+    columns = reported_metrics(metric)
     header = ["cell", "fold runs" if folds else "seeds", f"validation {metric}"]
     # A cross-validation's test sets are its held-out folds, parts of the training split.
-    header += [f"held-out {_COLUMN_TITLES[m].removeprefix('test ')}" if folds
-               else _COLUMN_TITLES[m] for m in REPORTED_METRICS]
+    header += [f"held-out {_column_title(m).removeprefix('test ')}" if folds
+               else _column_title(m) for m in columns]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     for cell in cells:
@@ -276,7 +285,7 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
         if cell["validation"]:
             validation = shown(cell["validation"].get(metric))
         row = [name, str(len(cell["runs"])), validation]
-        row += [shown(cell["test"].get(m)) for m in REPORTED_METRICS]
+        row += [shown(cell["test"].get(m)) for m in columns]
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
     if summary.get("selected") and folds:
@@ -291,8 +300,8 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
         cell = next(c for c in cells if c["cell"] == summary["selected"])
         lines.append(
             f"**Selected: `{cell['cell']}`**, {summary['selection_note']} "
-            f"({shown(cell['validation'][metric])}); its test AP is "
-            f"{shown(cell['test'].get('ap'))}."
+            f"({shown(cell['validation'][metric])}); its test {metric} is "
+            f"{shown(cell['test'].get(metric))}."
         )
     else:
         lines.append(f"Nothing selected: {summary['selection_note']}.")
@@ -304,3 +313,7 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
 
 _COLUMN_TITLES = {"ap": "test AP", "ap_trapezoid": "AP (trapezoid)", "accuracy": "accuracy",
                   "auc": "AUC"}
+
+
+def _column_title(metric: str) -> str:
+    return _COLUMN_TITLES.get(metric, f"test {metric}")

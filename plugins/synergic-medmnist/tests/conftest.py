@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 PLUGIN_ROOT = Path(__file__).resolve().parents[1]
 try:
-    import synergic_medmnist  # noqa: F401
+    importlib.import_module("synergic_medmnist")
 except ImportError:  # not pip-installed: test the checkout
     sys.path.insert(0, str(PLUGIN_ROOT))
 

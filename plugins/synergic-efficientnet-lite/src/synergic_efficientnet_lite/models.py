@@ -15,7 +15,7 @@ from pathlib import Path
 from torch import nn
 
 from synergic.errors import SynergicError, did_you_mean
-from synergic_efficientnet_lite import DESCRIPTIONS  # noqa: F401  (kept here for importers)
+from synergic_efficientnet_lite import DESCRIPTIONS  # kept here for importers: see __all__
 from synergic_efficientnet_lite.weights import (
     WEIGHT_PACKAGES,
     map_state_dict,
@@ -23,6 +23,11 @@ from synergic_efficientnet_lite.weights import (
     packaged_weights_path,
     read_weights,
 )
+
+__all__ = [
+    "BACKBONE_FACTORIES", "DESCRIPTIONS", "MEAN", "STD", "VARIANTS", "create_efficientnet_lite",
+    "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
+]
 
 VARIANTS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 
