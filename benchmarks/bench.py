@@ -173,6 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="torch CPU threads (default: torch's); 1 is steadier on a busy, shared machine")
     parser.add_argument("--originals", type=Path,
                         help="folder of real-size JPEGs for (a) (default: the ISIC 2016 sample's)")
+    parser.add_argument("--user-iterations", help="SHORT,LONG: the two runs of user_run "
+                        "(default 20,120; --quick 5,25)")
+    parser.add_argument("--user-repeats", type=int, help="repeats of user_run (default 3; --quick 1)")
     parser.add_argument("--compile-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.threads:
@@ -190,6 +193,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.backends.cudnn.benchmark = True
     config = configuration(device.type, quick=args.quick)
     config["data"]["originals"] = args.originals
+    if "user_run" in config:
+        if args.user_iterations:
+            short, long = (int(v) for v in args.user_iterations.split(","))
+            config["user_run"].update(short=short, long=long)
+        if args.user_repeats:
+            config["user_run"]["repeats"] = args.user_repeats
+        if args.threads == 1:  # one thread: no OpenMP thread waits, so the policy is moot
+            config["user_run"]["variants"] = [v for v in config["user_run"]["variants"]
+                                              if v["wait_policy"] is None]
     parts = [p.strip() for p in args.only.split(",") if p.strip()]
     output = args.output or REPO / "benchmarks" / "results" / f"{device.type}{'-quick' if args.quick else ''}.json"
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -313,7 +313,7 @@ def explain_images(
             layer, class or component; the grad-cam package missing.
     """
     from synergic import registry
-    from synergic.serving import _image_files, open_run
+    from synergic.serving import image_files, open_run
     from synergic.training.evaluation import predict
     from synergic.training.trainer import resolve_device
 
@@ -332,7 +332,7 @@ def explain_images(
             f"--component {wrong[0]}: the run has {n} components, numbered 1 to {n}"
         )
     target_index = None if target is None else resolve_target(target, run.classes)
-    files = _image_files([Path(p) for p in paths])
+    files = image_files(paths)
     device = resolve_device(run.recipe.train.device)
     preprocessing = run.preprocessing
     pixels = torch.stack([preprocessing.load(f) for f in files])

@@ -271,10 +271,10 @@ def read_sidecar(path: Path):
 
 def _check_pixels(preprocessing, paths: Sequence[Path] | None) -> tuple[torch.Tensor, str]:
     """uint8 ``[N, 3, S, S]`` to check with, read through ``preprocessing``; and where from."""
-    from synergic.serving import _image_files
+    from synergic.serving import image_files
 
     if paths:
-        files = _image_files([Path(p) for p in paths])
+        files = image_files(paths)
         return torch.stack([preprocessing.load(f) for f in files]), f"{len(files)} image files"
     # Generated images take the same path as files: written as PNG, read back by load().
     from PIL import Image

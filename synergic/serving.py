@@ -197,20 +197,35 @@ def evaluate_run(
             "weights": run.weights}
 
 
-def _image_files(paths: list[Path]) -> list[Path]:
-    # One listing rule for the whole framework (synergic.data.listing): sidecars such as
-    # ._x.jpg are skipped in folders, and skipped with a warning when named; each file once.
+def image_files(paths: Sequence[str | Path]) -> list[Path]:
+    """The image files to classify in ``paths`` (files or folders), as ``synergic predict``,
+    ``explain`` and ``export`` list them.
+
+    One listing rule for the whole framework (:func:`synergic.data.listing.list_image_files`):
+    sidecars such as ``._x.jpg`` are skipped in folders, and skipped with a warning when named;
+    each file once. Also skipped, with one warning saying how many: the files the ISIC challenges
+    ship beside their images (``ISIC_0000000_superpixels.png``, segmentation and attribute masks,
+    ``*_metadata.csv``: :func:`synergic.data.listing.companion_reason`), so that a challenge's
+    image folder gives one row per image.
+
+    Raises:
+        SynergicError: a path that does not exist, a folder with no images, or no image at all.
+    """
     from synergic.data.listing import IMAGE_EXTENSIONS, ImageListingWarning, list_image_files
 
-    files = list_image_files(paths)
+    paths = [Path(p) for p in paths]
+    files = list_image_files(paths, skip_companions=True)
     looked_for = ", ".join(IMAGE_EXTENSIONS)
     for path in paths:
         if path.is_dir() and not any(f.is_relative_to(path) for f in files):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ImageListingWarning)
-                holds_images = bool(list_image_files(path))
+                holds_images = bool(list_image_files(path, skip_companions=True))
             if not holds_images:  # (else its images were listed through another argument)
-                raise SynergicError(f"{path} holds no images ({looked_for})")
+                raise SynergicError(
+                    f"{path} holds no images to classify ({looked_for}; the ISIC challenges' "
+                    "superpixel maps and masks do not count)"
+                )
     if not files:
         raise SynergicError(
             f"no images to classify in {', '.join(map(str, paths))}: every file named is one "
@@ -240,7 +255,7 @@ def predict_images(
 
     run = open_run(run_dir, checkpoint, overrides=overrides)
     recipe, preprocessing = run.recipe, run.preprocessing
-    files = _image_files([Path(p) for p in paths])
+    files = image_files(paths)
     images = torch.stack([preprocessing.load(f) for f in files])
     logits = predict(
         run.model, images, mean=preprocessing.mean, std=preprocessing.std,
@@ -317,8 +332,10 @@ def submission_csv(
           ``benign``/``malignant`` model.
 
     Raises:
-        SynergicError: an unknown challenge, or classes that do not fit its columns (one line
-            naming the classes needed).
+        SynergicError: an unknown challenge, classes that do not fit its columns (one line
+            naming the classes needed), or two rows of one image id (``ISIC_0000003.jpg`` and
+            ``ISIC_0000003.png``: the challenges' scorers refuse a submission listing an image
+            twice).
     """
     import io
 
@@ -330,8 +347,16 @@ def submission_csv(
     writer = CsvWriter(text)
     if header is not None:
         writer.writerow(header)
+    first_path: dict[str, str] = {}
     for path, probabilities in rows:
         image_id = printable_name(Path(str(path)).stem)
+        if image_id in first_path:
+            raise SynergicError(
+                f"--format {challenge}: {printable_name(str(path))} and {first_path[image_id]} "
+                f"are both image {image_id}, and a submission lists each image once: classify "
+                "one of them"
+            )
+        first_path[image_id] = printable_name(str(path))
         writer.writerow([image_id, *(
             "0.0" if k is None else repr(float(probabilities[k])) for k in columns
         )])

@@ -156,14 +156,18 @@ def test_quiet_progress_prints_nothing(capsys):
 
 def test_the_comparison_line_names_the_components_the_aggregate_trails():
     aggregate = {"ap": 0.70}
-    assert comparison_line(aggregate, [{"ap": 0.65}, {"ap": 0.75}]) == (
+    assert comparison_line(aggregate, [{"ap": 0.65}, {"ap": 0.75}], "ap") == (
         "the aggregate's AP is 0.7000 (components: 0.6500, 0.7500): below component 2"
     )
-    assert comparison_line(aggregate, [{"ap": 0.6}, {"ap": 0.7}]).endswith(
+    assert comparison_line(aggregate, [{"ap": 0.6}, {"ap": 0.7}], "ap").endswith(
         ": at least as high as every component"
     )
-    assert comparison_line({"ap": None}, [{"ap": 0.6}]) is None
-    assert comparison_line(aggregate, []) is None
+    assert comparison_line({"ap": None}, [{"ap": 0.6}], "ap") is None
+    assert comparison_line(aggregate, [], "ap") is None
+    assert comparison_line({"ap": 0.9, "balanced_accuracy": 0.5}, [{"ap": 0.1,
+                           "balanced_accuracy": 0.6}], "balanced_accuracy") == (
+        "the aggregate's balanced_accuracy is 0.5000 (components: 0.6000): below component 1"
+    )
 
 
 # -- --json and --quiet -------------------------------------------------------------------------

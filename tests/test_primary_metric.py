@@ -171,6 +171,8 @@ def test_predict_writes_a_challenge_submission_or_refuses_in_one_line(task_auc_r
     for k in range(3):
         pixels = np.full((32, 32, 3), 60 * k, dtype=np.uint8)
         Image.fromarray(pixels).save(images / f"ISIC_{k:07d}.png")
+        # As in the challenges' image folders: not an image of its own (one row per image).
+        Image.fromarray(pixels).save(images / f"ISIC_{k:07d}_superpixels.png")
     run_dir = task_auc_runs["sdl"]
     plain = CliRunner().invoke(cli, ["predict", str(run_dir), str(images), "--json"])
     assert plain.exit_code == 0, plain.output
@@ -362,15 +364,20 @@ def test_a_resumed_run_keeps_the_primary_metric_of_its_checkpoint(
 
 
 def test_a_run_ranks_by_the_recipes_primary_metric(tmp_path, one_torch_thread):
+    from click.testing import CliRunner
     from tiny_recipe import write_recipe
 
-    from synergic.experiment import run
-    from synergic.recipe import load_recipe
+    from synergic.cli import cli
 
-    recipe = load_recipe(write_recipe(tmp_path / "tiny.yaml", **{
+    recipe = write_recipe(tmp_path / "tiny.yaml", **{
         "data.primary_metric": "auc_malignant", "data.task_classes": ["malignant"],
-        "train.n_bootstrap": 0, "train.iterations": 3}))
-    metrics = run(recipe, tmp_path / "run").metrics
+        "train.n_bootstrap": 0, "train.iterations": 3})
+    result = CliRunner().invoke(cli, ["run", str(recipe), "--output", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    # The closing line compares the metric the run ranks by, not AP.
+    assert "the aggregate's auc_malignant is " in result.output
+    assert "the aggregate's AP" not in result.output
     assert metrics["primary_metric"] == "auc_malignant"
     assert metrics["task_classes"] == ["malignant"]
     assert metrics["selected"]["metric"] == "auc_malignant"

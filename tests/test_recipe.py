@@ -161,7 +161,7 @@ def test_a_duplicated_key_is_an_error(tmp_path):
         ("# only a comment\n", "the recipe is empty"),
         (
             "- name: x\n",
-            "a recipe must be a mapping of keys (name, seed, data, model, train), not a list",
+            "a recipe must be a mapping of keys (name, seed, data, model, train, loggers), not a list",
         ),
         ("just text\n", "a recipe must be a mapping"),
     ],
@@ -195,7 +195,7 @@ def test_a_recipe_must_be_a_mapping(tmp_path, text, expected):
         ),
         (
             "zzz: 1\n",
-            "unknown key 'zzz' (valid keys at the top level: name, seed, data, model, train)",
+            "unknown key 'zzz' (valid keys at the top level: name, seed, data, model, train, loggers)",
         ),
     ],
 )

@@ -142,9 +142,12 @@ def metrics_table(aggregate: dict, components: list[dict], title: str,
     return table
 
 
-def comparison_line(aggregate: dict, components: list[dict], metric: str = "ap") -> str | None:
+def comparison_line(aggregate: dict, components: list[dict], metric: str) -> str | None:
     """One sentence: how the aggregate's ``metric`` compares with each component's, e.g.
-    ``the aggregate's AP is 0.7410 (components: 0.7012, 0.7533): below component 2``."""
+    ``the aggregate's AP is 0.7410 (components: 0.7012, 0.7533): below component 2``.
+
+    ``metric``: the run's primary metric (``metrics.json``'s ``primary_metric``), the one it
+    selected on; no default, so that no caller compares AP where the run ranks by another."""
     value = aggregate.get(metric)
     if value is None or not components:
         return None

@@ -22,6 +22,16 @@ themselves.
 The names are those of GitHub's ``gitignore`` templates for macOS, Windows and Synology
 (github.com/github/gitignore, ``Global/``); the AppleDouble format is RFC 1740.
 
+**Files the ISIC challenges ship beside their images** (with ``skip_companions=True``, as
+``synergic predict``, ``explain`` and ``export`` list images: see :func:`companion_reason`): the
+superpixel maps of ISIC 2017 (``ISIC_0000000_superpixels.png``), the lesion masks of ISIC
+2016-2018 Part 1 / Task 1 (``ISIC_0000000_segmentation.png``, ``..._Segmentation.png``), the
+attribute masks of ISIC 2018 Task 2 (``ISIC_0000000_attribute_globules.png``) and, when named
+one by one (``folder/*``), the ``*_metadata.csv``, ``ATTRIBUTION.txt`` and ``LICENSE.txt`` files
+of the image folders. They are skipped in folders and when named, and one
+:class:`ImageListingWarning` says how many were skipped: a submission that lists them is refused
+by the challenges' scorer ("Extra images in CSV").
+
 **Each file once.** Links are followed, but every file is listed once by its resolved path
 (:func:`os.path.realpath`), and a folder reached a second time (through a link, or a link loop)
 is not entered again; when that happens, one :class:`ImageListingWarning` line says which path
@@ -34,6 +44,7 @@ was the same as which. Hard links and identical copies are separate files and ar
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -68,6 +79,34 @@ IGNORED_PREFIXES = {
 """Name beginnings that are never images, with what they are; the first match explains."""
 
 
+_COMPANION_STEMS = (
+    (re.compile(r"_superpixels$"), "an ISIC 2017 superpixel map (Part 2)"),
+    (re.compile(r"_segmentation$"), "an ISIC lesion segmentation mask (Part 1 / Task 1)"),
+    (re.compile(r"_attribute_[a-z_]+$"), "an ISIC 2018 Task 2 attribute mask"),
+    (re.compile(r"_metadata$"), "an ISIC image folder's metadata"),
+)
+_COMPANION_NAMES = {
+    "attribution.txt": "an ISIC image folder's attribution",
+    "license.txt": "an ISIC image folder's licence",
+}
+
+
+def companion_reason(name: str) -> str | None:
+    """What the file called ``name`` (a bare name) is when it is one that the ISIC challenges
+    ship beside their images, not an image to classify; else None. Letter case is ignored.
+
+    >>> companion_reason("ISIC_0000000_superpixels.png")
+    'an ISIC 2017 superpixel map (Part 2)'
+    >>> companion_reason("ISIC_0000000.jpg") is None
+    True
+    """
+    lowered = name.lower()
+    if lowered in _COMPANION_NAMES:
+        return _COMPANION_NAMES[lowered]
+    stem = lowered.rsplit(".", 1)[0]
+    return next((reason for pattern, reason in _COMPANION_STEMS if pattern.search(stem)), None)
+
+
 class ImageListingWarning(UserWarning):
     """A listing skipped a file that was named explicitly, or reached a file or folder twice."""
 
@@ -100,6 +139,7 @@ def list_image_files(
     *,
     extensions: Iterable[str] = IMAGE_EXTENSIONS,
     recursive: bool = True,
+    skip_companions: bool = False,
 ) -> list[Path]:
     """The image files in ``sources``, each once, in a deterministic order.
 
@@ -112,6 +152,9 @@ def list_image_files(
         extensions: file endings that count as images inside folders, with the dot
             (``".jpg"``), compared case-insensitively. Default :data:`IMAGE_EXTENSIONS`.
         recursive: whether to look into subfolders.
+        skip_companions: also skip the files the ISIC challenges ship beside their images
+            (:func:`companion_reason`), in folders and when named, with one
+            :class:`ImageListingWarning` saying how many.
 
     Returns:
         The files as paths under the sources (links are not replaced by their targets), each
@@ -129,6 +172,7 @@ def list_image_files(
     seen_folders: dict[str, Path] = {}
     repeats: list[tuple[Path, Path]] = []  # (reached again, reached first)
     skipped: list[tuple[Path, str]] = []
+    companions: list[tuple[Path, str]] | None = [] if skip_companions else None
     listed: list[Path] = []
 
     def keep(path: Path, real: str) -> None:
@@ -146,15 +190,18 @@ def list_image_files(
                 repeats.append((source, seen_folders[real]))
                 continue
             seen_folders[real] = source
-            found = _walk(source, real, suffixes, recursive, seen_folders, repeats)
+            found = _walk(source, real, suffixes, recursive, seen_folders, repeats, companions)
             for _, path, real_file in sorted(found, key=lambda item: item[0]):
                 keep(path, real_file)
         elif source.is_file():
             reason = ignored_reason(source.name)
-            if reason is None:
-                keep(source, os.path.realpath(source))
-            else:
+            companion = companion_reason(source.name) if companions is not None else None
+            if reason is not None:
                 skipped.append((source, reason))
+            elif companion is not None:
+                companions.append((source, companion))  # type: ignore[union-attr]
+            else:
+                keep(source, os.path.realpath(source))
         elif source.is_symlink():
             raise SynergicError(f"{source} is a broken link (its target does not exist)")
         else:
@@ -165,6 +212,14 @@ def list_image_files(
         more = f" and {len(skipped) - 1} more such files" if len(skipped) > 1 else ""
         warnings.warn(
             f"skipped {path}{more}: {reason}, not an image", ImageListingWarning, stacklevel=2
+        )
+    if companions:
+        path, reason = companions[0]
+        count = len(companions)
+        warnings.warn(
+            f"skipped {count} file{'s' if count > 1 else ''} that the ISIC challenges ship beside "
+            f"their images, not images to classify (e.g. {path}: {reason})",
+            ImageListingWarning, stacklevel=2,
         )
     if repeats:
         again, first = repeats[0]
@@ -185,9 +240,12 @@ def _walk(
     recursive: bool,
     seen_folders: dict[str, Path],
     repeats: list[tuple[Path, Path]],
+    companions: list[tuple[Path, str]] | None = None,
 ) -> list[tuple[str, Path, str]]:
     """``(relative posix path, path, resolved path)`` of the image files under ``top``; folders
-    reached again (through links, or a link loop) are recorded in ``repeats`` and not entered."""
+    reached again (through links, or a link loop) are recorded in ``repeats`` and not entered;
+    with ``companions`` (a list), the challenges' companion files are recorded there and left
+    out."""
     found: list[tuple[str, Path, str]] = []
     pending = [(top, real_top, "")]
     while pending:
@@ -219,6 +277,9 @@ def _walk(
                 seen_folders[real] = path
                 subfolders.append((path, real, relative + "/"))
             elif entry.name.lower().endswith(suffixes):
+                if companions is not None and (companion := companion_reason(entry.name)):
+                    companions.append((path, companion))
+                    continue
                 if not entry.is_file() and entry.is_symlink():
                     raise SynergicError(
                         f"{path} is a broken link (its target does not exist); fix or remove it"

@@ -259,3 +259,56 @@ def test_predict_on_a_folder_holding_a_sidecar(tiny_run, tmp_path, capsys):
         code, rows, err = predict(tiny_run, folder / "._ISIC_0000040.jpg", capsys=capsys)
     assert code == 1 and "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("error: no images to classify in ")
+
+
+# -- the files the ISIC challenges ship beside their images --------------------------------------
+
+
+def test_predict_lists_one_file_per_image_of_an_isic_folder_and_says_what_it_skipped(tmp_path):
+    from isic_layouts import ISIC2017_ROWS, make_isic2017
+
+    from synergic.data.listing import companion_reason
+    from synergic.serving import image_files
+
+    root = make_isic2017(tmp_path / "isic2017", {"test": ISIC2017_ROWS["test"]})
+    folder = root / "ISIC-2017_Test_v2_Data"
+    assert len(list(folder.glob("*_superpixels.png"))) == 4  # the layout is the real one
+    expected = [folder / f"{image_id}.jpg" for image_id in ISIC2017_ROWS["test"]]
+    with pytest.warns(ImageListingWarning, match=r"^skipped 4 files that the ISIC challenges "
+                      r"ship beside their images, not images to classify \(e\.g\. .*"
+                      r"ISIC_0012086_superpixels\.png: an ISIC 2017 superpixel map"):
+        assert image_files([folder]) == expected
+    # Named one by one (a shell's folder/*): the metadata CSV is skipped too.
+    with pytest.warns(ImageListingWarning, match=r"^skipped 5 files"):
+        assert image_files(sorted(folder.iterdir())) == expected
+    # The generic listing (data sets, downloads) is unchanged.
+    assert len(list_image_files(folder)) == 8
+    for name in ("ISIC_0000000_Segmentation.png", "ISIC_0000000_segmentation.png",
+                 "ISIC_0000000_attribute_globules.png", "ISIC-2017_Test_v2_Data_metadata.csv",
+                 "LICENSE.txt", "ATTRIBUTION.txt"):
+        assert companion_reason(name), name
+    for name in ("ISIC_0000000.jpg", "ISIC_0000000_downsampled.jpg", "superpixels.png"):
+        assert companion_reason(name) is None, name
+
+
+def test_a_folder_of_masks_only_holds_no_images_to_classify(tmp_path):
+    from synergic.serving import image_files
+
+    folder = tmp_path / "masks"
+    folder.mkdir()
+    Image.new("L", (4, 4)).save(folder / "ISIC_0000000_segmentation.png")
+    with pytest.warns(ImageListingWarning, match="skipped 1 file that"), \
+            pytest.raises(SynergicError, match=r"masks holds no images to classify"):
+        image_files([folder])
+
+
+def test_a_submission_refuses_two_files_of_one_image_id():
+    from synergic.serving import submission_csv
+
+    rows = [("a/ISIC_0000001.jpg", [0.3, 0.7]), ("b/ISIC_0000001.png", [0.4, 0.6])]
+    with pytest.raises(SynergicError) as error:
+        submission_csv("isic2020", ["benign", "malignant"], rows)
+    assert str(error.value) == (
+        "--format isic2020: b/ISIC_0000001.png and a/ISIC_0000001.jpg are both image "
+        "ISIC_0000001, and a submission lists each image once: classify one of them"
+    )
