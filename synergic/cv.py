@@ -188,10 +188,15 @@ def split_fold(dataset: Any, config, *, name: str) -> tuple[FoldSubset, FoldSubs
         groups = _groups_of(dataset, name).get(config.group_by)
         if groups is None:
             kinds = list(_groups_of(dataset, name))
+            if not kinds:
+                raise SynergicError(
+                    f"data.cross_validation.group_by: data set '{name}' has no groups: remove "
+                    "the key (or give --group-by none)"
+                )
             raise SynergicError(
                 f"data.cross_validation.group_by: data set '{name}' has no group "
                 f"'{config.group_by}'{did_you_mean(config.group_by, kinds)}; its groups: "
-                f"{', '.join(kinds) or '(none)'}"
+                f"{', '.join(kinds)}"
             )
     pairs = fold_indices(
         dataset.labels, folds=config.folds, repeat=config.repeat, seed=config.seed, groups=groups
@@ -305,7 +310,8 @@ def plan_cv(
     # The first fold's data sets give the training split, its groups and its classes.
     train_part, _, _ = open_datasets(fold_recipe(0, 0, None))
     training_split = train_part.dataset
-    kind = _resolve_group_by(group_by, _groups_of(training_split, base.data.dataset))
+    kind = _resolve_group_by(group_by, _groups_of(training_split, base.data.dataset),
+                             name=base.data.dataset)
     config = fold_recipe(0, 0, kind).data.cross_validation
     for repeat in range(repeats):  # every fold drawn now: one that cannot be made fails here
         split_fold(training_split, config.model_copy(update={"repeat": repeat}),
@@ -319,7 +325,9 @@ def plan_cv(
     return CrossValidationPlan(runs, folds, repeats, kind, base.seed, output)
 
 
-def _resolve_group_by(group_by: str | None, groups: Mapping[str, Any]) -> str | None:
+def _resolve_group_by(
+    group_by: str | None, groups: Mapping[str, Any], *, name: str = "the data set"
+) -> str | None:
     kinds = list(groups)
     if group_by == NO_GROUPS:
         return None
@@ -330,10 +338,15 @@ def _resolve_group_by(group_by: str | None, groups: Mapping[str, Any]) -> str | 
                 f"--group-by {kinds[0]} (or --group-by {NO_GROUPS})"
             )
         return kinds[0] if kinds else None
+    if not kinds:
+        raise SynergicError(
+            f"--group-by {group_by}: {name} has no groups (no lesion or patient ids): drop "
+            "--group-by"
+        )
     if group_by not in groups:
         raise SynergicError(
-            f"--group-by {group_by}: the data set has no such group{did_you_mean(group_by, kinds)}"
-            f"; its groups: {', '.join(kinds) or '(none)'}, or {NO_GROUPS}"
+            f"--group-by {group_by}: {name} has no such group{did_you_mean(group_by, kinds)}"
+            f"; its groups: {', '.join(kinds)}, or {NO_GROUPS}"
         )
     return group_by
 
@@ -441,7 +454,7 @@ def summarize_cv(plan: CrossValidationPlan, *, description: Mapping[str, Any] | 
         "group_by": plan.group_by,
         "seed": plan.seed,
         "primary_metric": primary_metric_of([metrics for _, metrics in records],
-                                            where="the folds"),
+                                            where="the folds", option=None),
         "interval": (
             f"{CONFIDENCE:.0%} Student's t interval over the {len(plan.runs)} fold results "
             "(scipy.stats.t): mean +- t(0.975, n - 1) * std / sqrt(n), clipped to [0, 1]. Folds "

@@ -34,3 +34,31 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` or an empty string."""
     hits = closest(name, candidates, n=1)
     return f" (did you mean '{hits[0]}'?)" if hits else ""
+
+
+def first_line(error: BaseException | str, limit: int = 200) -> str:
+    """The first non-empty line of an error's message (another library's, usually), cut at a word
+    boundary to at most ``limit`` characters with ``...``: what a one-line message may quote.
+
+    Libraries' messages run to many lines (SQLAlchemy appends the SQL statement and its
+    parameters, PyTorch a C++ trace); only the first line says what went wrong. An empty message
+    gives the exception's type name.
+    """
+    text = str(error)
+    line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    if not line:
+        return type(error).__name__ if isinstance(error, BaseException) else ""
+    if len(line) <= limit:
+        return line
+    cut = line[: limit - 3]
+    if " " in cut and not line[limit - 3].isspace():
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip(" ,;:([{") + "..."
+
+
+def describe_error(error: BaseException, limit: int = 200) -> str:
+    """``Type: first line`` of ``error`` (:func:`first_line`), or its type name alone when its
+    message is empty: a third-party exception as one of our one-line messages may quote it."""
+    line = first_line(error, limit)
+    name = type(error).__name__
+    return name if line == name or not line else f"{name}: {line}"

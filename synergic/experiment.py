@@ -67,7 +67,8 @@ class PreparedData:
     classes: list[str]
     train: Split
     validation: Split | None
-    test: Split
+    test: Split | None
+    """None only when opened without the test split (``open_datasets(test=False)``)."""
     primary_metric: str = "ap"
     """The data set's ranking metric (:func:`dataset_scoring`): selects the best checkpoint."""
     task_classes: tuple[str, ...] = ()
@@ -224,9 +225,14 @@ def _check_factory_options(factory, name: str, origin: str, options: dict[str, A
             )
 
 
-def open_datasets(recipe: Recipe, *, download: bool = True) -> tuple[Any, Any | None, Any]:
+def open_datasets(
+    recipe: Recipe, *, download: bool = True, test: bool = True
+) -> tuple[Any, Any | None, Any]:
     """The train, validation (None when absent) and test data sets of ``recipe``; with
-    ``download=False``, ``data.download`` is not passed on (``synergic recipe check``).
+    ``download=False``, ``data.download`` is not passed on (``synergic recipe check``); with
+    ``test=False``, the data set's test split is not opened and None comes in its place
+    (``synergic eval --split val``: a split it does not use, and its warnings, stay closed; a
+    cross-validation fold's test set is a part of train and comes all the same).
 
     Raises:
         SynergicError: an option the data-set factory does not take (see
@@ -247,10 +253,10 @@ def open_datasets(recipe: Recipe, *, download: bool = True) -> tuple[Any, Any | 
         # One fold of a cross-validation: its held-out part of the train split is the test set.
         from synergic.cv import split_fold
 
-        train, test = split_fold(train, recipe.data.cross_validation, name=name)
+        train, test_set = split_fold(train, recipe.data.cross_validation, name=name)
     else:
-        test = _factory_call(recipe, "test", download=download)
-    for split, dataset in (("val", validation), ("test", test)):
+        test_set = _factory_call(recipe, "test", download=download) if test else None
+    for split, dataset in (("val", validation), ("test", test_set)):
         if dataset is not None:
             check_dataset(dataset, split=split, name=name, num_classes=len(train.classes))
             if list(dataset.classes) != list(train.classes):
@@ -258,7 +264,7 @@ def open_datasets(recipe: Recipe, *, download: bool = True) -> tuple[Any, Any | 
                     f"data set '{name}': the {split} split's classes {list(dataset.classes)} differ "
                     f"from the train split's {list(train.classes)}"
                 )
-    return train, validation, test
+    return train, validation, test_set
 
 
 def prepare_data(
@@ -300,7 +306,7 @@ def prepare_data(
     if carved is not None:
         keep, held_out = carved
         train, validation = train.subset(keep), train.subset(held_out)
-    test = decode(test_set, "test")
+    test = decode(test_set, "test") if test_set is not None else None
     primary_metric, task_classes = dataset_scoring(
         train_set, data.dataset, primary_metric=data.primary_metric, task_classes=data.task_classes
     )
@@ -321,13 +327,15 @@ def carve_validation(
 
     Raises:
         SynergicError: a class has a single training image (grouped: images in a single group),
-            so the validation split cannot hold it (unless ``data.allow_incomplete_validation``,
+            so the validation split cannot hold it, or (grouped) no split found leaves a class
+            that spans several groups on both sides (unless ``data.allow_incomplete_validation``,
             which warns instead); a ``data.validation_group_by`` the data set does not have.
     """
     import warnings
 
     from synergic.data.splits import (
-        grouped_stratified_split, stratified_split, unrepresentable_classes,
+        classes_missing_from_a_side, grouped_stratified_split, stratified_split,
+        unrepresentable_classes,
     )
 
     fraction = recipe.data.validation_fraction
@@ -362,6 +370,23 @@ def carve_validation(
         keep, held_out = stratified_split(labels, fraction, recipe.seed)
     else:
         keep, held_out = grouped_stratified_split(labels, groups, fraction, recipe.seed)
+        no_val, no_train = classes_missing_from_a_side(labels, keep, held_out, groups)
+        if held_out and (no_val or no_train):
+            sides = "; ".join(
+                f"from {side}: {', '.join(repr(train_set.classes[k]) for k in missing)}"
+                for side, missing in (("validation", no_val), ("training", no_train)) if missing
+            )
+            message = (
+                f"data.validation_fraction={fraction}: no split into whole {kind} groups that "
+                f"synergic found puts every class on both sides, although each spans several "
+                f"{kind} groups (missing {sides}), so validation AP/AUC would not cover every class"
+            )
+            if not recipe.data.allow_incomplete_validation:
+                raise SynergicError(
+                    message + "; add images, change data.validation_fraction or seed, set "
+                    "data.validation_group_by: none, or set data.allow_incomplete_validation=true"
+                )
+            warnings.warn(message, stacklevel=2)
     return (keep, held_out) if held_out else None
 
 
@@ -389,10 +414,15 @@ def validation_group_kind(recipe: Recipe, train_set) -> str | None:
     if wanted == "auto":
         preferred = [kind for kind in VALIDATION_GROUP_PREFERENCE if kind in kinds]
         return (preferred or kinds or [None])[0]
+    if not kinds:
+        raise SynergicError(
+            f"data.validation_group_by: data set '{recipe.data.dataset}' has no groups (no "
+            "lesion or patient ids): set it to auto or none"
+        )
     if wanted not in kinds:
         raise SynergicError(
             f"data.validation_group_by: data set '{recipe.data.dataset}' has no group "
-            f"'{wanted}'{did_you_mean(wanted, kinds)}; its groups: {', '.join(kinds) or '(none)'}"
+            f"'{wanted}'{did_you_mean(wanted, kinds)}; its groups: {', '.join(kinds)}"
             "; or use auto or none"
         )
     return wanted

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from synergic.errors import SynergicError
+from synergic.errors import SynergicError, describe_error
 
 FORMATS = {"onnx": ".onnx", "torch-export": ".pt2"}
 """``--format`` names and their file suffixes."""
@@ -89,6 +89,10 @@ class ExportResult:
     """How many images the check used."""
     exporter: str
     """``dynamo`` or ``torchscript`` (ONNX), ``torch.export`` (torch-export)."""
+    tta: str = "none"
+    """The test-time augmentation inside the exported model (:data:`synergic.tta.TTA_MODES`)."""
+    replaced: bool = False
+    """Whether ``path`` held a file before (an earlier export), which this one replaced."""
 
 
 def require_export_packages(format: str, exporter: str = "dynamo") -> None:
@@ -117,12 +121,15 @@ def export_run(
     tolerance: float = DEFAULT_TOLERANCE,
     onnx_exporter: str = "dynamo",
     overrides: Sequence[str] = (),
+    tta: str | None = None,
 ) -> ExportResult:
     """Export a run's inference model and its sidecar, checked against ``predict``.
 
     Args:
         run_dir: a run directory (``synergic run``).
-        output: the model file; default ``RUN_DIR/exported/<checkpoint>.onnx`` (or ``.pt2``).
+        output: the model file, ending in ``.onnx`` (or ``.pt2``); default
+            ``RUN_DIR/exported/<checkpoint>.onnx`` (or ``.pt2``). An existing file is replaced
+            (``ExportResult.replaced``).
         format: ``onnx`` or ``torch-export`` (:data:`FORMATS`).
         checkpoint: ``last`` or ``best``.
         check_images: image files or folders to check with; default: 4 generated images (random
@@ -131,10 +138,14 @@ def export_run(
         onnx_exporter: ``dynamo`` (falls back to ``torchscript`` with a warning when it fails)
             or ``torchscript``.
         overrides: ``KEY=VALUE`` for result-neutral recipe keys, as for ``predict``.
+        tta: test-time augmentation inside the exported model (``none``, ``flips``, ``d4``:
+            each component's softmax averaged over the views, as ``predict --tta``); default:
+            the run's ``train.tta``. Recorded in the sidecar (``tta``).
 
     Raises:
         SynergicError: as :func:`synergic.serving.open_run`; a missing package (with the pip
-            command); an unknown format; a model the exporter cannot export; a check that fails.
+            command); an unknown format or TTA mode; an ``output`` whose suffix is not the
+            format's; a model the exporter cannot export; a check that fails.
     """
     from synergic import registry
     from synergic.serving import open_run
@@ -143,23 +154,41 @@ def export_run(
         raise SynergicError(f"unknown export format {format!r}: use one of {', '.join(FORMATS)}")
     if onnx_exporter not in ("dynamo", "torchscript"):
         raise SynergicError(f"unknown ONNX exporter {onnx_exporter!r}: use dynamo or torchscript")
+    suffix = FORMATS[format]
+    if output is not None and Path(output).suffix != suffix:
+        # onnxruntime reads any name, but torch.export.load wants .pt2, and a wrong suffix
+        # misleads whoever deploys the file.
+        raise SynergicError(
+            f"--output {output}: a {format} export is written to a {suffix} file: use "
+            f"--output {Path(output).with_suffix(suffix)}"
+        )
+    if tta is not None:
+        from synergic.tta import TTA_MODES
+
+        if tta not in TTA_MODES:
+            raise SynergicError(f"unknown test-time augmentation {tta!r}: use one of "
+                                f"{', '.join(TTA_MODES)}")
     require_export_packages(format, onnx_exporter)
     run_dir = Path(run_dir)
     run = open_run(run_dir, checkpoint, overrides=overrides)
     size = run.preprocessing.image_size
     output = Path(output) if output is not None else (
-        run_dir / "exported" / f"{checkpoint}{FORMATS[format]}"
+        run_dir / "exported" / f"{checkpoint}{suffix}"
     )
-    tta = run.recipe.train.tta  # as predict runs the model
+    tta = run.recipe.train.tta if tta is None else tta  # predict's default
     model = InferenceModel(
         run.model.components, registry.aggregators.get(run.recipe.model.aggregator), tta
     ).eval()
     pixels, files = _check_pixels(run.preprocessing, check_images)
     inputs = run.preprocessing.normalize(pixels)
-    reference = _predict_probabilities(run, pixels)
+    reference = _predict_probabilities(run, pixels, tta)
 
     output.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    replaced = output.exists()
+    # The temporary file ends in the final suffix: torch.export.save and load warn otherwise.
+    fd, name = tempfile.mkstemp(
+        prefix=f".{output.stem}.", suffix=f".tmp{suffix}", dir=output.parent
+    )
     os.close(fd)
     temporary = Path(name)
     umask = os.umask(0o022)
@@ -186,8 +215,8 @@ def export_run(
             )
         sidecar = sidecar_contents(
             run, format=format, model_file=output.name, exporter=exporter, checkpoint=checkpoint,
-            check={"images": len(inputs), "source": files, "max_abs_difference": difference,
-                   "tolerance": tolerance},
+            tta=tta, check={"images": len(inputs), "source": files,
+                            "max_abs_difference": difference, "tolerance": tolerance},
         )
         from synergic.rundir import write_text_atomically
 
@@ -196,15 +225,17 @@ def export_run(
         write_text_atomically(sidecar_path, json.dumps(sidecar, indent=2) + "\n")
     finally:
         temporary.unlink(missing_ok=True)
-    return ExportResult(output, sidecar_path, difference, len(inputs), exporter)
+    return ExportResult(output, sidecar_path, difference, len(inputs), exporter, tta, replaced)
 
 
 def sidecar_contents(
-    run, *, format: str, model_file: str, exporter: str, checkpoint: str, check: dict[str, Any]
+    run, *, format: str, model_file: str, exporter: str, checkpoint: str, check: dict[str, Any],
+    tta: str | None = None,
 ) -> dict[str, Any]:
     """The JSON sidecar of an export: how to make the input, what the output means, where it
     came from. The preprocessing keys are :meth:`Preprocessing.to_dict
-    <synergic.data.preprocess.Preprocessing.to_dict>`'s (``format`` as ``preprocessing_format``)."""
+    <synergic.data.preprocess.Preprocessing.to_dict>`'s (``format`` as ``preprocessing_format``);
+    ``tta`` is the test-time augmentation inside the model (default: the run's ``train.tta``)."""
     from synergic import __version__
 
     preprocessing = run.preprocessing.to_dict()
@@ -226,7 +257,7 @@ def sidecar_contents(
         "std": preprocessing["std"],
         "preprocessing_format": preprocessing["format"],
         "aggregator": run.recipe.model.aggregator,
-        "tta": run.recipe.train.tta,
+        "tta": run.recipe.train.tta if tta is None else tta,
         "components": run.model.num_components,
         "backbone": run.recipe.model.backbone.name,
         "run_dir": str(run.checkpoint.parent.parent),
@@ -291,24 +322,18 @@ def _check_pixels(preprocessing, paths: Sequence[Path] | None) -> tuple[torch.Te
     return torch.stack(loaded), "4 generated images"
 
 
-def _predict_probabilities(run, pixels: torch.Tensor) -> torch.Tensor:
-    """What ``synergic predict`` computes for ``pixels`` (serving.predict_images), in fp32 on
-    the CPU: the exported model's precision."""
+def _predict_probabilities(run, pixels: torch.Tensor, tta: str) -> torch.Tensor:
+    """What ``synergic predict --tta TTA`` computes for ``pixels`` (serving.predict_images), in
+    fp32 on the CPU: the exported model's precision."""
     from synergic import registry
     from synergic.training.evaluation import predict
 
     logits = predict(
         run.model, pixels, mean=run.preprocessing.mean, std=run.preprocessing.std,
         batch_size=run.recipe.train.eval_batch_size, device="cpu", precision="fp32",
-        channels_last=run.recipe.train.channels_last, tta=run.recipe.train.tta,
+        channels_last=run.recipe.train.channels_last, tta=tta,
     )
     return registry.aggregators.get(run.recipe.model.aggregator)(logits)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    line = text.splitlines()[0] if text else ""
-    return f"{type(error).__name__}: {line[:200]}" if line else type(error).__name__
 
 
 def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path, exporter: str) -> str:
@@ -319,8 +344,8 @@ def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path, exporter: 
             return "dynamo"
         except Exception as error:
             warnings.warn(
-                f"the dynamo ONNX exporter failed ({_first_line(error)}); using the TorchScript "
-                "exporter", stacklevel=3,
+                f"the dynamo ONNX exporter failed ({describe_error(error)}); using the "
+                "TorchScript exporter", stacklevel=3,
             )
     try:
         with warnings.catch_warnings():
@@ -332,7 +357,7 @@ def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path, exporter: 
             )
     except Exception as error:
         raise SynergicError(
-            f"ONNX export failed ({_first_line(error)}): try --format torch-export"
+            f"ONNX export failed ({describe_error(error)}): try --format torch-export"
         ) from None
     return "torchscript"
 
@@ -366,7 +391,7 @@ def _export_program(model: nn.Module, example: torch.Tensor, path: Path) -> None
         torch.export.save(program, str(path))
     except Exception as error:
         raise SynergicError(
-            f"torch.export failed ({_first_line(error)}): try --format onnx"
+            f"torch.export failed ({describe_error(error)}): try --format onnx"
         ) from None
 
 

@@ -159,10 +159,70 @@ def identity_differences(
     keys = recipe_differences(saved, wanted, keys=IDENTITY_SECTIONS, ignore=ignore)
     old, new = _flat(saved), _flat(wanted)
 
-    def show(flat: dict[str, Any], key: str) -> str:
-        return json.dumps(flat[key]) if key in flat else "unset"
+    # Recipes leave out keys and sections while they are off (train.tta: none, train.ema), so
+    # a key missing from one side is at its default. A whole section switched on or off differs
+    # in all its keys: only those away from their defaults say what the user set.
+    shown: list[str] = []
+    sections: set[str] = set()
+    for key in keys:
+        section = _section_unset_in_one(key, old, new)
+        if section is None:
+            shown.append(key)
+        elif section not in sections:
+            sections.add(section)
+            present = new if any(k.startswith(section + ".") for k in new) else old
+            inside = [k for k in keys if k.startswith(section + ".")]
+            shown.extend([k for k in inside if not _is_default(k, present.get(k))] or inside)
 
-    return [f"{key} ({show(old, key)} -> {show(new, key)})" for key in keys]
+    def show(flat: dict[str, Any], key: str) -> str:
+        if key in flat:
+            return json.dumps(flat[key])
+        default = _default(key)
+        if default is not _NO_DEFAULT and _section_unset_in_one(key, old, new) is None:
+            return json.dumps(default)
+        return "unset"
+
+    return [f"{key} ({show(old, key)} -> {show(new, key)})" for key in shown]
+
+
+_NO_DEFAULT = object()
+
+
+def _default(key: str) -> Any:
+    """The schema's default of the dotted recipe ``key`` as JSON values, or ``_NO_DEFAULT``
+    (a required key, or one inside a free-form ``options`` mapping)."""
+    from pydantic import BaseModel
+    from pydantic_core import to_jsonable_python
+
+    model: Any = Recipe
+    *parents, leaf = key.split(".")
+    for part in parents:
+        field = model.model_fields.get(part)
+        model = field.annotation if field is not None else None
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return _NO_DEFAULT
+    field = model.model_fields.get(leaf)
+    if field is None or field.is_required():
+        return _NO_DEFAULT
+    return to_jsonable_python(field.get_default(call_default_factory=True))
+
+
+def _is_default(key: str, value: Any) -> bool:
+    default = _default(key)
+    return default is not _NO_DEFAULT and json.dumps(default) == json.dumps(value)
+
+
+def _section_unset_in_one(key: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> str | None:
+    """The outermost section above ``key`` that one flattened recipe lacks entirely while the
+    other has it (``train.ema`` for ``train.ema.decay``), or None."""
+    parts = key.split(".")
+    for depth in range(1, len(parts)):
+        section = ".".join(parts[:depth])
+        in_old = any(k.startswith(section + ".") for k in old)
+        in_new = any(k.startswith(section + ".") for k in new)
+        if in_old != in_new:
+            return section
+    return None
 
 
 def identity_hash(recipe: Recipe) -> str:

@@ -165,7 +165,7 @@ def evaluate_run(
     ``"ema"`` or ``"trained"`` (:attr:`TrainedRun.weights`). Nothing is written: the run's
     ``metrics.json`` stays the run's."""
     from synergic import registry
-    from synergic.experiment import prepare_data
+    from synergic.experiment import open_datasets, prepare_data
     from synergic.training.evaluation import evaluate
     from synergic.training.trainer import resolve_device
 
@@ -173,7 +173,11 @@ def evaluate_run(
     recipe = run.recipe
     tta = recipe.train.tta if tta is None else tta
     try:
-        data = prepare_data(recipe, progress=True, preprocessing=run.preprocessing)
+        # Only the splits used: the test split's files (and notes about them) stay closed for
+        # --split val or train.
+        datasets = open_datasets(recipe, test=split == "test")
+        data = prepare_data(recipe, progress=True, preprocessing=run.preprocessing,
+                            datasets=datasets)
     except SynergicError as error:
         if recipe.data.root is None or Path(recipe.data.root).exists():
             raise

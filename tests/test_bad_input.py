@@ -403,7 +403,8 @@ def test_isic_csv_with_an_unknown_label(isic_root, tmp_path, capsys):
     path.write_bytes(path.read_bytes().replace(b"ISIC_0000003,malignant", b"ISIC_0000003,melanoma"))
     run_refused(
         [isic_recipe(tmp_path, isic_root)], capsys, tmp_path / "out",
-        f"{path} line 4: unknown label 'melanoma' for ISIC_0000003; expected benign/malignant or 0/1",
+        f"{path} line 4: unknown label 'melanoma' for ISIC_0000003; expected benign/malignant or 0/1"
+        "; fix the file or re-download it",
     )
 
 
@@ -412,7 +413,8 @@ def test_isic_csv_with_a_duplicated_id(isic_root, tmp_path, capsys):
     path.write_bytes(path.read_bytes() + b"\r\nISIC_0000011,0.0")
     run_refused(
         [isic_recipe(tmp_path, isic_root)], capsys, tmp_path / "out",
-        f"{path}: image id ISIC_0000011 appears twice (lines 2 and 5)",
+        f"{path}: image id ISIC_0000011 appears twice (lines 2 and 5); fix the file or "
+        "re-download it",
     )
 
 

@@ -348,7 +348,9 @@ def test_cv_command_errors_are_one_line(tiny_recipe, tmp_path, capsys):
     from synergic.cli import main
 
     for extra, words in [(["--folds", "20"], "fewer than the 20 folds"),
-                         (["--folds", "3", "--group-by", "patient"], "has no such group"),
+                         (["--folds", "3", "--group-by", "patient"],
+                          "--group-by patient: synthetic_lesions has no groups (no lesion or "
+                          "patient ids): drop --group-by"),
                          (["--folds", "3", "--launcher-option", "timeout_min=5"],
                           "--launcher-option needs --launcher slurm")]:
         with pytest.raises(SystemExit) as exit_:

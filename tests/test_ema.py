@@ -235,6 +235,31 @@ def test_the_recipe_key(tmp_path):
         load_recipe(write_recipe(tmp_path / "bad.yaml", **{"train.ema": {"use_warmup": True}}))
 
 
+def test_switching_ema_on_or_off_is_one_difference_with_the_keys_given(tmp_path):
+    """Resuming a run without EMA with ``--set train.ema.decay=0.9`` names that key, not the
+    nine keys of the section (left out of the saved recipe while off); a key left out at its
+    default shows the default, not "unset"."""
+    from synergic.recipe import load_recipe
+    from synergic.rundir import check_resume, identity_differences
+
+    plain = load_recipe(write_recipe(tmp_path / "plain.yaml"))
+    ema = load_recipe(write_recipe(tmp_path / "plain.yaml"), ["train.ema.decay=0.9"])
+    assert identity_differences(plain, ema) == ["train.ema.decay (unset -> 0.9)"]
+    assert identity_differences(ema, plain) == ["train.ema.decay (0.9 -> unset)"]
+    both = load_recipe(write_recipe(tmp_path / "plain.yaml"),
+                       ["train.ema=true", "train.ema.use_warmup=true", "train.tta=flips"])
+    assert identity_differences(plain, both) == [
+        'train.tta ("none" -> "flips")', "train.ema.decay (unset -> 0.9998)",
+        "train.ema.use_warmup (unset -> true)",
+    ]
+    changed = ema.model_copy(update={"train": ema.train.model_copy(
+        update={"ema": ema.train.ema.model_copy(update={"min_decay": 0.5})})})
+    assert identity_differences(ema, changed) == ["train.ema.min_decay (0.0 -> 0.5)"]
+    with pytest.raises(SynergicError) as caught:
+        check_resume(plain, ema, run_dir=tmp_path, step=2)
+    assert "in train.ema.decay (unset -> 0.9); the weights" in str(caught.value)
+
+
 @pytest.mark.slow  # two gloo processes: tens of seconds on a busy machine
 def test_two_processes_keep_one_average_that_reproduces_their_predictions(tmp_path):
     """Every rank keeps an average; without synchronised BatchNorm their running statistics

@@ -9,6 +9,7 @@ import contextlib
 import csv
 import io
 import json
+import logging
 import math
 import sys
 import warnings
@@ -308,9 +309,8 @@ def test_a_logger_that_breaks_mid_run_warns_once_and_the_run_finishes(tmp_path, 
         unregister_plugin("flaky-plugin")
     logger_warnings = [w for w in caught if issubclass(w.category, LoggerWarning)]
     assert [str(w.message) for w in logger_warnings] == [
-        "logger 'flaky' failed in log_metrics (ConnectionError: the server went away; second "
-        "line) and is off for the rest of this run; the run goes on and log.csv and "
-        "metrics.json are complete"
+        "logger 'flaky' failed in log_metrics (ConnectionError: the server went away) and is "
+        "off for the rest of this run; the run goes on and log.csv and metrics.json are complete"
     ]
     assert calls == [("log_hyperparams", None), ("log_metrics", 1), ("log_metrics", 2)]
     assert (tmp_path / "run" / "metrics.json").is_file() and result.metrics["test"]
@@ -386,3 +386,94 @@ def test_the_builtin_loggers_are_listed_with_their_docstrings():
         assert entry.origin == "synergic" and entry.reference is not None
         first_line = entry.factory.__doc__.strip().splitlines()[0]
         assert entry.description == first_line, name
+
+
+class _Records(logging.Handler):
+    """Every record that reaches the Python loggers MLflow, SQLAlchemy and Alembic log through."""
+
+    names = ("mlflow", "mlflow.store.db.utils", "sqlalchemy", "alembic")
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+    def __enter__(self):
+        for name in self.names:
+            logging.getLogger(name).addHandler(self)
+        return self
+
+    def __exit__(self, *exc):
+        for name in self.names:
+            logging.getLogger(name).removeHandler(self)
+
+
+def test_a_tracking_store_lost_mid_run_is_one_warning_line_and_mlflow_says_nothing(tmp_path):
+    """The MLflow sqlite store deleted during a run: one LoggerWarning with the database's own
+    first line (no SQL statement); none of MLflow's log lines (its INFO "Creating initial MLflow
+    database tables...", its ERROR traceback); MLflow's loggers as they were afterwards."""
+    pytest.importorskip("mlflow")
+    pytest.importorskip("sqlalchemy")
+    import mlflow  # noqa: F401 - configures its loggers on import, as in a run
+    from types import SimpleNamespace
+
+    from synergic.loggers import LoggerWarning, open_loggers
+
+    before = {name: (logging.getLogger(name).level, logging.getLogger(name).disabled)
+              for name in _Records.names}
+    store = tmp_path / "mlflow.db"
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    spec = SimpleNamespace(name="mlflow", options={"tracking_uri": f"sqlite:///{store}"})
+    with _Records() as seen, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loggers = open_loggers([spec], run_dir=run_dir, experiment="tiny")
+        loggers.log_hyperparams({"seed": 0})
+        loggers.log_metrics({"train/loss": 1.0}, 1)
+        store.unlink()
+        loggers.log_metrics({"train/loss": 0.5}, 2)
+        loggers.finalize("success")
+    assert [r.getMessage() for r in seen.records] == []
+    messages = [str(w.message) for w in caught if issubclass(w.category, LoggerWarning)]
+    assert len(messages) == 1, messages
+    assert messages[0].startswith(
+        f"logger 'mlflow' failed in log_metrics (TrackingStoreError: sqlite:///{store}: sqlite3."
+    ), messages
+    assert "\n" not in messages[0] and "SQL" not in messages[0] and "INSERT" not in messages[0]
+    assert {name: (logging.getLogger(name).level, logging.getLogger(name).disabled)
+            for name in _Records.names} == before
+
+
+def test_an_unsupported_tracking_uri_scheme_is_named_with_the_supported_ones(tmp_path):
+    pytest.importorskip("mlflow")
+    from synergic.errors import SynergicError
+    from synergic.loggers.mlflow import MLflowLogger
+
+    with pytest.raises(SynergicError) as caught:
+        MLflowLogger(run_dir=None, experiment="tiny", tracking_uri="bogus://x")
+    message = str(caught.value)
+    assert message.startswith(
+        "loggers: unsupported MLflow tracking URI scheme 'bogus' in bogus://x (from "
+        "loggers[].options.tracking_uri; supported: "
+    ), message
+    supported = message.split("supported: ")[1].split(")")[0].split(", ")
+    assert {"file", "sqlite", "http", "https", "databricks"} <= set(supported), message
+    assert "registry" not in message and "\n" not in message
+    assert message.endswith("): correct the URI or remove mlflow from loggers")
+
+
+def test_list_valued_keys_take_one_name_or_a_comma_list(tmp_path):
+    """``--set loggers=tensorboard`` (and data.task_classes, the other list of names) is a
+    one-element list, not "must be a valid list"."""
+    from synergic.recipe import load_recipe
+
+    recipe = write_recipe(tmp_path / "tiny.yaml")
+    for value, names in [("tensorboard", ["tensorboard"]),
+                         ("tensorboard,mlflow", ["tensorboard", "mlflow"]),
+                         ("[tensorboard, mlflow]", ["tensorboard", "mlflow"])]:
+        loaded = load_recipe(recipe, [f"loggers={value}"])
+        assert [logger.name for logger in loaded.loggers] == names, value
+        loaded = load_recipe(recipe, [f"data.task_classes={value}"])
+        assert loaded.data.task_classes == names, value

@@ -159,6 +159,51 @@ def test_sweep_report_and_compare_default_to_the_runs_primary_metric(task_auc_ru
     assert "| validation task_auc | task_auc | AP |" in header
 
 
+def test_report_pairs_sdl_and_ensemble_in_compare_s_metric_and_names_its_own_option(
+    task_auc_runs, tmp_path
+):
+    import shutil
+
+    from synergic.compare import compare_runs
+    from synergic.report import write_report
+
+    report = write_report(list(task_auc_runs.values()), tmp_path / "report.md", n_bootstrap=10)
+    assert [c["metric"] for c in report.comparisons] == ["task_auc"]
+    compared = compare_runs(task_auc_runs["ensemble"], task_auc_runs["sdl"], n_bootstrap=10)
+    assert report.comparisons[0]["difference"] == compared["difference"]
+    text = report.path.read_text()
+    assert "| ensemble (A) | SDL (B) | seeds | images | task_auc A | task_auc B |" in text
+    assert "Compared in task_auc: the runs' primary metric" in text
+
+    # Runs of two data sets: the error names report's --metric, not sweep's --select-metric.
+    older = shutil.copytree(task_auc_runs["ensemble"], tmp_path / "older")
+    metrics = json.loads((older / "metrics.json").read_text())
+    del metrics["primary_metric"]  # written before data sets named their metric: AP
+    (older / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(SynergicError) as error:
+        write_report([task_auc_runs["sdl"], older], tmp_path / "mixed.md")
+    assert str(error.value).endswith("runs of different data sets; choose the metric with --metric")
+
+
+def test_eval_of_the_validation_split_leaves_the_test_split_closed(task_auc_runs):
+    from synergic import registry
+    from synergic.serving import evaluate_run
+
+    def no_test_split(root=None, *, split, **options):
+        if split == "test":  # ISIC 2019's test split warns about its UNK images, for one
+            raise SynergicError("the test split was opened")
+        return _lesions_ranked_by_task_auc(root, split=split, **options)
+
+    registry.datasets.register("lesions_task_auc", no_test_split, origin="tests")
+    try:
+        metrics = evaluate_run(task_auc_runs["sdl"], split="val")
+        assert "task_auc" in metrics["aggregate"]
+        with pytest.raises(SynergicError, match="the test split was opened"):
+            evaluate_run(task_auc_runs["sdl"], split="test")
+    finally:
+        registry.datasets.unregister("lesions_task_auc")
+
+
 def test_predict_writes_a_challenge_submission_or_refuses_in_one_line(task_auc_runs, tmp_path):
     import numpy as np
     from click.testing import CliRunner

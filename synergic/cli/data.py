@@ -31,9 +31,12 @@ def data() -> None:
 @click.argument("name", type=click.Choice(list(DOWNLOADERS)))
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path),
               help="Where to put it (default: the user cache, or $SYNERGIC_DATA_DIR).")
-@click.option("--base-url", hidden=True, help="Fetch the files from this URL (a mirror; tests).")
+@click.option("--base-url", metavar="URL",
+              help="Fetch the official files from this folder URL instead of the ISIC "
+                   "archive's (a mirror holding the same file names).")
 def download(name: str, root: Path | None, base_url: str | None) -> None:
-    """Download a data set (resumable; does nothing if it is already complete)."""
+    """Download a data set (resumable; does nothing if it is already complete, and fetches
+    nothing when a complete copy lies one folder away from --root: it says where)."""
     module_name, function_name = DOWNLOADERS[name].split(":")
     module = importlib.import_module(module_name)
     options = {"base_url": base_url} if base_url else {}

@@ -9,6 +9,7 @@ import click
 
 from synergic.cli.options import checkpoint_option
 from synergic.cli.output import OutputMode, console, output_options
+from synergic.cli.runs import tta_option
 from synergic.errors import SynergicError
 
 __all__ = ["explain", "export"]
@@ -108,17 +109,20 @@ def explain(run_dir: Path, images, method: str, component, target: str | None,
 @click.option("--check-images", multiple=True, type=click.Path(path_type=Path), metavar="PATH",
               help="Images (files or folders) to check the export on; default: 4 generated "
               "images. Repeatable.")
+@tta_option
 @neutral_set_option
 @output_options
 def export(run_dir: Path, format_: str, checkpoint: str, output: Path | None, check_images,
-           overrides, output_mode: OutputMode) -> None:
+           tta: str | None, overrides, output_mode: OutputMode) -> None:
     """Export the run's inference model (all components and the aggregator) for deployment.
 
     The model maps normalised images [B, 3, S, S] to class probabilities [B, K], any batch size;
     FILE.json holds the preprocessing (image_size, resample, decode_scale, mean, std) and the
     classes. Before it is kept, the export is run (onnxruntime, or the loaded torch.export
-    program) on the check images and must match synergic predict's probabilities to 1e-4.
-    Prints the model file; --json prints the sidecar's content plus "path".
+    program) on the check images and must match synergic predict's probabilities (with the
+    same --tta) to 1e-4. --tta none exports the plain model (one view per image) even when the
+    run evaluated with TTA. An existing FILE is replaced, and the command says so.
+    Prints the model file; --json prints the sidecar's content plus "path" and "replaced".
     """
     import json
 
@@ -127,15 +131,18 @@ def export(run_dir: Path, format_: str, checkpoint: str, output: Path | None, ch
 
     checkpoint = resolve_checkpoint(run_dir, checkpoint)
     result = export_run(run_dir, output, format=format_, checkpoint=checkpoint,
-                        check_images=list(check_images) or None, overrides=overrides)
+                        check_images=list(check_images) or None, overrides=overrides, tta=tta)
     if output_mode.json:
         sidecar = json.loads(result.sidecar.read_text(encoding="utf-8"))
-        output_mode.emit_json({**sidecar, "path": result.path})
+        output_mode.emit_json({**sidecar, "path": result.path, "replaced": result.replaced})
         return
     if output_mode.chatty:
-        console(stderr=True).print(
-            f"checked on {result.images} images against synergic predict: max abs difference "
-            f"{result.max_abs_difference:.2e} (<= 1e-4); exporter: {result.exporter}; "
-            f"sidecar: {result.sidecar}", markup=False,
+        out = console(stderr=True)
+        if result.replaced:
+            out.print(f"replaced the earlier export at {result.path}", markup=False)
+        out.print(
+            f"checked on {result.images} images against synergic predict (tta {result.tta}): "
+            f"max abs difference {result.max_abs_difference:.2e} (<= 1e-4); exporter: "
+            f"{result.exporter}; sidecar: {result.sidecar}", markup=False,
         )
     click.echo(str(result.path))

@@ -68,7 +68,10 @@ def fetch(
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise SynergicError(f"cannot create {dest.parent}: {error.strerror or error}") from None
+        raise SynergicError(
+            f"cannot create {dest.parent}: {error.strerror or error}; check its permissions or "
+            "choose another --root"
+        ) from None
     part = dest.with_name(dest.name + ".part")
 
     for _ in range(2):  # a second round only after the server refused to resume
@@ -188,7 +191,10 @@ def data_root(root: str | os.PathLike[str] | None, name: str) -> Path:
     try:
         root_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise SynergicError(f"cannot create {root_dir}: {error.strerror or error}") from None
+        raise SynergicError(
+            f"cannot create {root_dir}: {error.strerror or error}; check its permissions or "
+            "choose another --root"
+        ) from None
     return root_dir
 
 
@@ -267,7 +273,8 @@ def unpack_zip(archive: Path, folder: Path, *, progress: bool = True) -> None:
                     archive.unlink()
                     raise SynergicError(
                         f"refusing to unpack {archive}: member {member.filename!r} would be "
-                        f"written outside {folder.parent}"
+                        f"written outside {folder.parent}; it was deleted: this is not the "
+                        "official archive, so check --base-url"
                     )
             opened.extractall(staging)
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as error:
@@ -279,7 +286,10 @@ def unpack_zip(archive: Path, folder: Path, *, progress: bool = True) -> None:
         ) from None
     except OSError as error:
         shutil.rmtree(staging, ignore_errors=True)
-        raise SynergicError(f"could not unpack {archive}: {error.strerror or error}") from None
+        raise SynergicError(
+            f"could not unpack {archive}: {error.strerror or error}; free disk space or check "
+            f"the permissions of {folder.parent}, then run the download again"
+        ) from None
 
     shutil.rmtree(staging / "__MACOSX", ignore_errors=True)
     entries = list(staging.iterdir())

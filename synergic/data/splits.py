@@ -63,6 +63,10 @@ def _check_fraction(fraction: float) -> None:
         raise SynergicError(f"validation fraction must be in [0, 1), got {fraction}")
 
 
+GROUPED_SPLIT_ATTEMPTS = 8
+"""How many shuffles of the groups :func:`grouped_stratified_split` tries, in a fixed order, for
+a split that leaves every class it can on both sides."""
+
 MAX_GROUPED_FOLDS = 100
 """The most folds :func:`grouped_stratified_split` deals the groups into: the validation fraction
 is met as closely as a fraction with a denominator of at most 100 can (0.15 exactly, as 3/20)."""
@@ -82,10 +86,16 @@ def grouped_stratified_split(
     (:meth:`fractions.Fraction.limit_denominator`: 0.2 is 1 fold of 5, 0.15 is 3 of 20). So the
     validation split holds about ``fraction`` of the *groups'* images, not exactly that many.
     Of the ``k`` runs of ``m`` consecutive folds (starting at fold 0, 1, ...) the first is taken
-    that leaves every class found in at least 2 groups on both sides; when none does, the one
-    that misses the fewest (a class in a single group cannot be on both sides: see
-    :func:`unrepresentable_classes`). The same inputs always give the same split; both lists
-    come back sorted. ``fraction=0`` puts everything in train.
+    that leaves every class found in at least 2 groups on both sides. When no run does, whole
+    groups of the best run are moved across, smallest first, while that puts more classes on
+    both sides (a rare class spread over few groups may all land in training); when that is not
+    enough either, the groups are dealt again with other shuffles (``random_state`` drawn from
+    ``numpy.random.SeedSequence([seed, attempt])``, up to :data:`GROUPED_SPLIT_ATTEMPTS` in
+    all), and failing that the split that misses the fewest classes is returned: a class in a single
+    group cannot be on both sides (:func:`unrepresentable_classes`), and
+    :func:`classes_missing_from_a_side` says which classes a split leaves out. The same inputs
+    always give the same split; both lists come back sorted. ``fraction=0`` puts everything in
+    train.
 
     Raises:
         SynergicError: ``fraction`` is not a number in [0, 1); ``groups`` is not one id per
@@ -121,22 +131,75 @@ def grouped_stratified_split(
         folds, taken = most_folds, 1
     taken = min(taken, folds - 1)
 
-    fold_of = _group_folds(tuple(labels_array.tolist()), tuple(groups), folds, seed % 2**32)
     unrepresentable = set(unrepresentable_classes(labels_array.tolist(), groups))
     coverable = sorted(set(labels_array.tolist()) - unrepresentable)
+    group_codes = np.unique(np.asarray(groups), return_inverse=True)[1]
     best: tuple[tuple[int, int], np.ndarray] | None = None
-    for start in range(folds):
-        in_val = np.isin(fold_of, [(start + j) % folds for j in range(taken)])
-        val_classes, train_classes = set(labels_array[in_val]), set(labels_array[~in_val])
-        missing = sum(1 for k in coverable if k not in val_classes or k not in train_classes)
-        score = (int(not in_val.any() or in_val.all()), missing)
-        if best is None or score < best[0]:
-            best = (score, in_val)
-        if score == (0, 0):
+    for attempt in range(GROUPED_SPLIT_ATTEMPTS):
+        # The first shuffle is the seed itself, so a split that covers every class is the one
+        # this function always gave.
+        state = seed % 2**32 if attempt == 0 else \
+            int(np.random.SeedSequence([seed % 2**32, attempt]).generate_state(1)[0])
+        fold_of = _group_folds(tuple(labels_array.tolist()), tuple(groups), folds, state)
+        for start in range(folds):
+            in_val = np.isin(fold_of, [(start + j) % folds for j in range(taken)])
+            score = _split_score(labels_array, in_val, coverable)
+            if best is None or score < best[0]:
+                best = (score, in_val)
+            if score == (0, 0):
+                break
+        assert best is not None
+        if best[0] != (0, 0):
+            moved = _move_groups_to_cover(labels_array, group_codes, best[1], coverable)
+            score = _split_score(labels_array, moved, coverable)
+            if score < best[0]:
+                best = (score, moved)
+        if best[0] == (0, 0):
             break
     assert best is not None
     in_val = best[1]
     return [i for i in everything if not in_val[i]], [i for i in everything if in_val[i]]
+
+
+def _split_score(
+    labels: np.ndarray, in_val: np.ndarray, coverable: Sequence[int]
+) -> tuple[int, int]:
+    """(1 when a side is empty, classes missing from a side): lower is better, (0, 0) is whole."""
+    return int(not in_val.any() or in_val.all()), _missing_count(labels, in_val, coverable)
+
+
+def _missing_count(labels: np.ndarray, in_val: np.ndarray, coverable: Sequence[int]) -> int:
+    """How many of the ``coverable`` classes are missing from validation or from training."""
+    val_classes, train_classes = set(labels[in_val].tolist()), set(labels[~in_val].tolist())
+    return sum(1 for k in coverable if k not in val_classes or k not in train_classes)
+
+
+def _move_groups_to_cover(
+    labels: np.ndarray, group_codes: np.ndarray, in_val: np.ndarray, coverable: Sequence[int]
+) -> np.ndarray:
+    """``in_val`` with whole groups moved across, smallest first (then by group), while a move
+    lowers the number of classes missing from a side: dealing groups into folds of similar class
+    mix cannot promise a rare class spread over few groups a place on both sides."""
+    in_val = in_val.copy()
+    sizes = np.bincount(group_codes)
+    missing = _missing_count(labels, in_val, coverable)
+    improved = True
+    while missing and improved:
+        improved = False
+        for k in coverable:
+            for side_is_val in (False, True):  # k missing from validation, then from training
+                if (labels[in_val == side_is_val] == k).any():
+                    continue
+                # Groups holding k on the other side, smallest first.
+                donors = np.unique(group_codes[(labels == k) & (in_val != side_is_val)])
+                for code in sorted(donors.tolist(), key=lambda c: (sizes[c], c)):
+                    trial = in_val.copy()
+                    trial[group_codes == code] = side_is_val
+                    count = _missing_count(labels, trial, coverable)
+                    if count < missing and trial.any() and not trial.all():
+                        in_val, missing, improved = trial, count, True
+                        break
+    return in_val
 
 
 @functools.lru_cache(maxsize=4)
@@ -160,6 +223,19 @@ def _group_folds(
             fold_of[held_out] = fold
     fold_of.setflags(write=False)
     return fold_of
+
+
+def classes_missing_from_a_side(
+    labels: Sequence[int], train: Sequence[int], val: Sequence[int],
+    groups: Sequence[str] | None = None,
+) -> tuple[list[int], list[int]]:
+    """``(missing from val, missing from train)``: the labels that a split of indices could have
+    put on both sides (not :func:`unrepresentable_classes`) but left out of one, each sorted."""
+    labels = [int(label) for label in labels]
+    coverable = set(labels) - set(unrepresentable_classes(labels, groups))
+    in_train = {labels[i] for i in train}
+    in_val = {labels[i] for i in val}
+    return sorted(coverable - in_val), sorted(coverable - in_train)
 
 
 def unrepresentable_classes(

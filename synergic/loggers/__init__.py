@@ -35,7 +35,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from synergic.errors import SynergicError, did_you_mean
+from synergic.errors import SynergicError, describe_error, did_you_mean
 
 __all__ = [
     "Logger",
@@ -172,10 +172,9 @@ class LoggerCollection:
                 getattr(logger, method)(*args)
             except Exception as error:  # a logger never costs the run
                 self._off.add(index)
-                reason = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
                 warnings.warn(
-                    f"logger '{self.names[index]}' failed in {method} ({type(error).__name__}: "
-                    f"{reason[:300]}) and is off for the rest of this run; the run goes on and "
+                    f"logger '{self.names[index]}' failed in {method} ({describe_error(error)}) "
+                    "and is off for the rest of this run; the run goes on and "
                     "log.csv and metrics.json are complete",
                     LoggerWarning, stacklevel=3,
                 )

@@ -4,16 +4,19 @@ a ``sqlite:///`` or other database store)."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib
+import logging
 import os
 import socket
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
-from synergic.errors import SynergicError
+from synergic.errors import SynergicError, describe_error
 from synergic.loggers import missing_package
 
 #: MLflow's run status for each ``finalize`` status.
@@ -23,6 +26,84 @@ RECORD_KEY = "mlflow"
 _MAX_PARAM_LENGTH = 6000  # MLflow's limit on a parameter's value
 _BATCH = {"params": 100, "metrics": 1000}  # MLflow's limits per log_batch call
 _DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")  # MLflow's SQLAlchemy stores
+QUIETED_LOGGERS = ("mlflow", "sqlalchemy", "alembic", "huey")
+"""Python loggers silenced while synergic drives MLflow (:func:`quiet_mlflow_logging`)."""
+
+
+class TrackingStoreError(RuntimeError):
+    """The tracking store's database failed during a run (the database driver's error, in one
+    line: MLflow's own message carries the whole SQL statement)."""
+
+
+@contextlib.contextmanager
+def quiet_mlflow_logging() -> Iterator[None]:
+    """Silence MLflow's Python loggers, and those of SQLAlchemy and Alembic under it, for the
+    ``with`` block; restore them afterwards.
+
+    MLflow logs at INFO when it creates a database store ("Creating initial MLflow database
+    tables...") and, when a database call fails, logs the whole SQLAlchemy traceback at ERROR
+    before it raises. synergic reports what matters itself, in one line: a start that fails is a
+    :class:`~synergic.errors.SynergicError`, a failure during the run one
+    :class:`~synergic.loggers.LoggerWarning`. Outside the block (a library user's own MLflow
+    calls) nothing changes.
+    """
+    manager = logging.Logger.manager
+    saved: list[tuple[logging.Logger, bool, int]] = []
+    for name in QUIETED_LOGGERS:
+        # The top logger's level covers descendants created inside the block (NOTSET inherits).
+        top = logging.getLogger(name)
+        saved.append((top, top.disabled, top.level))
+        top.setLevel(logging.CRITICAL + 1)
+        for other, logger in list(manager.loggerDict.items()):
+            if other.startswith(name + ".") and isinstance(logger, logging.Logger):
+                saved.append((logger, logger.disabled, logger.level))
+        for logger, _, _ in saved:
+            logger.disabled = True
+    try:
+        yield
+    finally:
+        for logger, disabled, level in reversed(saved):
+            logger.disabled = disabled
+            logger.setLevel(level)
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _quietly(method: _Method) -> _Method:
+    """Run an :class:`MLflowLogger` method with MLflow's Python loggers silenced, and a database
+    failure raised as one line (:class:`TrackingStoreError`)."""
+
+    @functools.wraps(method)
+    def wrapper(self: MLflowLogger, *args: Any, **kwargs: Any) -> Any:
+        with quiet_mlflow_logging():
+            try:
+                return method(self, *args, **kwargs)
+            except Exception as error:
+                cause = database_error(error)
+                if cause is None or isinstance(error, TrackingStoreError):
+                    raise
+                raise TrackingStoreError(f"{self.tracking_uri}: {cause}") from error
+
+    return wrapper  # type: ignore[return-value]
+
+
+def database_error(error: BaseException) -> str | None:
+    """``module.Type: first line`` of the database driver's exception behind ``error`` (an
+    ``MlflowException`` raised from a SQLAlchemy ``DBAPIError``, whose ``orig`` is the driver's
+    exception, e.g. ``sqlite3.OperationalError: attempt to write a readonly database``), or
+    ``None`` when no database error caused it."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        orig = getattr(current, "orig", None)
+        if isinstance(orig, BaseException):
+            kind = type(orig)
+            module = "" if kind.__module__ == "builtins" else f"{kind.__module__}."
+            return f"{module}{describe_error(orig)}"
+        current = current.__cause__ or current.__context__
+    return None
 
 
 class MLflowLogger:
@@ -82,18 +163,33 @@ class MLflowLogger:
                 importlib.import_module("sqlalchemy")
             except ImportError as error:
                 raise missing_package("mlflow", "SQLAlchemy and Alembic", error) from None
+        # After `import mlflow`, which sets its loggers' levels on first import.
+        with quiet_mlflow_logging():
+            self.client = self._open_store(MlflowClient, where)
+
+    def _open_store(self, client_class: type, where: str) -> Any:
         _check_reachable(self.tracking_uri, where)
         try:
-            self.client = MlflowClient(tracking_uri=self.tracking_uri)
-            self.client.get_experiment_by_name(experiment)  # opens (or creates) the store
+            client = client_class(tracking_uri=self.tracking_uri)
+            client.get_experiment_by_name(self.experiment)  # opens (or creates) the store
         except ImportError as error:
             raise missing_package("mlflow", "a package of the mlflow extra", error) from None
         except Exception as error:
+            schemes = getattr(error, "supported_uri_schemes", None)
+            if schemes is not None:  # MLflow words this as the model registry's problem
+                scheme = urlparse(self.tracking_uri).scheme
+                raise SynergicError(
+                    f"loggers: unsupported MLflow tracking URI scheme '{scheme}' in "
+                    f"{self.tracking_uri} (from {where}; supported: "
+                    f"{', '.join(s for s in schemes if s)}): correct the URI or remove mlflow "
+                    "from loggers"
+                ) from None
+            reason = database_error(error) or describe_error(error)
             raise SynergicError(
                 f"loggers: the mlflow logger cannot use the tracking store {self.tracking_uri} "
-                f"(from {where}): {type(error).__name__}: {_first_line(error)}; correct the "
-                "store or remove mlflow from loggers"
+                f"(from {where}): {reason}; correct the store or remove mlflow from loggers"
             ) from None
+        return client
 
     # -- the MLflow run -------------------------------------------------------------------------
 
@@ -129,6 +225,7 @@ class MLflowLogger:
 
     # -- Logger -----------------------------------------------------------------------------
 
+    @_quietly
     def log_hyperparams(self, params: Mapping[str, Any]) -> None:
         """The flattened recipe as MLflow parameters. MLflow keeps a parameter's first value: a
         resumed run adds the keys that are new and leaves the others as logged."""
@@ -144,6 +241,7 @@ class MLflowLogger:
         for chunk in _chunks([Param(k, v) for k, v in values.items()], _BATCH["params"]):
             self.client.log_batch(run_id, params=chunk)
 
+    @_quietly
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         from mlflow.entities import Metric
 
@@ -153,6 +251,7 @@ class MLflowLogger:
         for chunk in _chunks(rows, _BATCH["metrics"]):
             self.client.log_batch(run_id, metrics=chunk)
 
+    @_quietly
     def log_artifacts(self, run_dir: Path) -> None:
         """Every file of the run directory, folders kept (``tensorboard/``), except
         ``checkpoints/`` unless ``log_checkpoints``."""
@@ -165,6 +264,7 @@ class MLflowLogger:
             elif path.is_file():
                 self.client.log_artifact(run_id, str(path))
 
+    @_quietly
     def finalize(self, status: str) -> None:
         if self.run_id is not None:
             self.client.set_terminated(self.run_id, RUN_STATUS[status])
@@ -183,14 +283,9 @@ def _check_reachable(uri: str, where: str, timeout: float = 5.0) -> None:
     except OSError as error:
         raise SynergicError(
             f"loggers: the mlflow logger cannot reach the tracking server {uri} (from {where}): "
-            f"{type(error).__name__}: {_first_line(error)}; start the server, correct the URI, or "
+            f"{describe_error(error)}; start the server, correct the URI, or "
             "remove mlflow from loggers"
         ) from None
-
-
-def _first_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return (lines[0] if lines else type(error).__name__)[:200]
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[list[Any]]:

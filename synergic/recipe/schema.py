@@ -58,6 +58,15 @@ class _Section(BaseModel):
         return cls.expand_shorthand(value)
 
 
+def _names_as_list(value: Any) -> Any:
+    """A list-valued key given as one text: ``tensorboard`` means ``[tensorboard]`` and
+    ``tensorboard,mlflow`` means ``[tensorboard, mlflow]`` (so ``--set loggers=tensorboard``
+    works as users type it); other values are returned unchanged."""
+    if isinstance(value, str):
+        return [name.strip() for name in value.split(",") if name.strip()]
+    return value
+
+
 class _NamedComponent(_Section):
     """A registry name plus keyword options; a plain string is shorthand for ``{name: ...}``."""
 
@@ -219,7 +228,8 @@ class DataConfig(_Section):
         None,
         description="The classes scored one-vs-rest, overriding the data set's own (isic2017: "
         "melanoma, seborrheic_keratosis): each adds the metric auc_<class>, and task_auc is "
-        "their mean. Left out of the written recipe while null.",
+        "their mean; one name, or names separated by commas, is read as a list. Left out of "
+        "the written recipe while null.",
     )
 
     @field_validator("primary_metric")
@@ -238,6 +248,11 @@ class DataConfig(_Section):
                 f"one of {', '.join(names)}, {TASK_AUC} or {CLASS_AUC_PREFIX}<class>"
             )
         return value
+
+    @field_validator("task_classes", mode="before")
+    @classmethod
+    def _one_class_as_list(cls, value: Any) -> Any:
+        return _names_as_list(value)
 
     @field_validator("task_classes")
     @classmethod
@@ -672,9 +687,15 @@ class Recipe(_Section):
     loggers: list[LoggerConfig] = Field(
         default_factory=list,
         description="Where parameters, losses and metrics go besides log.csv: names or "
-        "{name, options}, e.g. [tensorboard, mlflow]. Changes no result (a run may be resumed "
-        "with other loggers). Left out of the written recipe while empty.",
+        "{name, options}, e.g. [tensorboard, mlflow]; one name, or names separated by commas, "
+        "is read as a list (`--set loggers=tensorboard,mlflow`). Changes no result (a run may "
+        "be resumed with other loggers). Left out of the written recipe while empty.",
     )
+
+    @field_validator("loggers", mode="before")
+    @classmethod
+    def _one_logger_as_list(cls, value: Any) -> Any:
+        return _names_as_list(value)
 
     @model_serializer(mode="wrap")
     def _leave_out_no_loggers(self, handler):

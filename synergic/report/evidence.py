@@ -20,17 +20,12 @@ from synergic.report.runs import _COMPARED, _GROUP_IGNORED, ReportRun, RunGroup
 from synergic.stats import DEFAULT_N_BOOTSTRAP, mean_std
 
 __all__ = [
-    "PAIRED_METRIC",
     "calibration_rows",
     "sdl_ensemble_comparisons",
     "sdl_ensemble_pairs",
 ]
 
 LAMBDA_KEY = "train.synergic_weight"
-
-#: The metric of the SDL-vs-ensemble line: AUC, the one DeLong's test gives a p-value for.
-PAIRED_METRIC = "auc"
-
 
 def sdl_ensemble_pairs(groups: Sequence[RunGroup]) -> list[tuple[RunGroup, RunGroup]]:
     """``(ensemble, SDL)`` pairs of rows: SDL^n with ``train.synergic_weight > 0`` and the same
@@ -64,9 +59,12 @@ def sdl_ensemble_comparisons(
     seed: int = 0,
 ) -> list[dict[str, Any]]:
     """The paired comparison of every pair of :func:`sdl_ensemble_pairs`, seed by seed: what
-    ``synergic compare ENSEMBLE_RUN SDL_RUN --metric auc`` gives (difference SDL - ensemble, its
-    paired-bootstrap 95 % interval, DeLong's p-value), plus ``ensemble`` and ``sdl`` (the rows'
-    labels). Pairs whose test sets differ are left out with a note appended to ``notes``.
+    ``synergic compare ENSEMBLE_RUN SDL_RUN`` gives, in the same metric
+    (:func:`synergic.compare.default_compare_metric` of the runs' primary metric: AUC for a data
+    set ranked by AP, else its primary metric; ``metric`` in each result): the difference SDL -
+    ensemble, its paired-bootstrap 95 % interval, and DeLong's p-value for AUC; plus
+    ``ensemble`` and ``sdl`` (the rows' labels). Pairs whose test sets differ are left out with a
+    note appended to ``notes``.
     """
     from synergic.compare import compare_runs
 
@@ -74,8 +72,8 @@ def sdl_ensemble_comparisons(
     for ensemble, sdl in sdl_ensemble_pairs(groups):
         for run_a, run_b in _run_pairs(ensemble, sdl):
             try:
-                result = compare_runs(run_a.run_dir, run_b.run_dir, metric=PAIRED_METRIC,
-                                      n_bootstrap=n_bootstrap, seed=seed)
+                result = compare_runs(run_a.run_dir, run_b.run_dir, n_bootstrap=n_bootstrap,
+                                      seed=seed)
             except SynergicError as error:
                 notes.append(f"SDL vs ensemble: {error}; left out")
                 continue

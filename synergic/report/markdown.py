@@ -136,7 +136,7 @@ def write_report(
         from synergic.sweep.summary import primary_metric_of
 
         metric = primary_metric_of([run.metrics for run in runs]
-                                   + [cv.summary for cv in cross_validations])
+                                   + [cv.summary for cv in cross_validations], option="--metric")
     groups = group_runs(runs)
     for group in groups:
         group.selected = any(run.run_dir.resolve() in selected for run in group.runs)
@@ -252,22 +252,30 @@ def _paired_section(comparisons: Sequence[dict]) -> list[str]:
     if not comparisons:
         return []
     first = comparisons[0]
+    # The metric of `synergic compare` without --metric (the runs' primary metric; AUC for AP).
+    shown = {"auc": "AUC", "ap": "AP"}
+    names = list(dict.fromkeys(shown.get(c["metric"], c["metric"]) for c in comparisons))
+    name = names[0] if len(names) == 1 else "metric"
     lines = ["## SDL vs ensemble (paired, on the same test images)", "",
-             "| ensemble (A) | SDL (B) | seeds | images | AUC A | AUC B | "
+             f"Compared in {' / '.join(names)}: the runs' primary metric, as `synergic compare` "
+             "compares without --metric (AUC where the data set ranks by AP).", "",
+             f"| ensemble (A) | SDL (B) | seeds | images | {name} A | {name} B | "
              "B - A [95 % interval] | DeLong p |",
              "|---|---|---|---|---|---|---|---|"]
     for c in comparisons:
         seeds = str(c["seed_a"]) if c["seed_a"] == c["seed_b"] else f"{c['seed_a']}, {c['seed_b']}"
         p_value = "n/a" if c["p_value"] is None else f"{c['p_value']:.4g}"
+        label = "" if len(names) == 1 else f"{shown.get(c['metric'], c['metric'])} "
         lines.append(
-            f"| {c['ensemble']} | {c['sdl']} | {seeds} | {c['images']} | {c['a']:.4f} | "
-            f"{c['b']:.4f} | {_signed(c['difference'])} [{_signed(c['ci'][0])}, "
+            f"| {c['ensemble']} | {c['sdl']} | {seeds} | {c['images']} | {label}{c['a']:.4f} | "
+            f"{label}{c['b']:.4f} | {_signed(c['difference'])} [{_signed(c['ci'][0])}, "
             f"{_signed(c['ci'][1])}] | {p_value} |"
         )
-    lines += ["", f"B - A > 0: SDL ranks the test images better than the same networks trained "
+    lines += ["", f"B - A > 0: SDL scores better than the same networks trained "
               f"without the synergic term. The interval is a paired bootstrap of the test images "
               f"({first['n_bootstrap']} resamples within each class, seed {first['seed']}); the "
-              "p-value is DeLong's test of equal AUCs. `synergic compare A B` gives the same for "
+              "p-value is DeLong's test of equal AUCs (n/a for other metrics and for more than "
+              "two classes). `synergic compare A B` gives the same for "
               "one pair of runs (docs/experiments.md: \"Is SDL better than the ensemble on my "
               "data?\").", ""]
     return lines

@@ -52,19 +52,26 @@ def check_metric_name(metric: str, option: str = "--select-metric") -> None:
         )
 
 
-def primary_metric_of(records: Sequence[Mapping[str, Any]], where: str = "the runs") -> str:
+def primary_metric_of(
+    records: Sequence[Mapping[str, Any]], where: str = "the runs",
+    option: str | None = "--select-metric",
+) -> str:
     """The primary metric that ``records`` (runs' ``metrics.json``, or cross-validation summaries)
     record as ``primary_metric``: the data set's ranking metric; ``ap`` for records written before
-    data sets named theirs.
+    data sets named theirs. ``option``: the calling command's option that chooses the metric
+    instead (``--select-metric`` of ``sweep``, ``--metric`` of ``report``), named in the error;
+    None for a command that has none.
 
     Raises:
         SynergicError: records that name different metrics (runs of different data sets).
     """
     names = list(dict.fromkeys(str(r.get("primary_metric") or "ap") for r in records))
     if len(names) > 1:
+        action = (f"choose the metric with {option}" if option else
+                  "give runs of one data set")
         raise SynergicError(
             f"{where} rank by different primary metrics ({', '.join(names)}): runs of different "
-            "data sets; choose the metric with --select-metric"
+            f"data sets; {action}"
         )
     return names[0] if names else "ap"
 

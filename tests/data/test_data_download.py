@@ -223,3 +223,51 @@ def test_an_archive_with_stray_top_level_files(server, tmp_path):
     download_isic2016(tmp_path, base_url=server.url, progress=False)
     assert len(isic.isic2016(root=tmp_path, split="test")) == 2
     assert not (tmp_path / isic.TEST_IMAGES / "__MACOSX").exists()
+
+
+@pytest.mark.parametrize("year", ["2016", "2017", "2018", "2019", "2020"])
+def test_a_complete_copy_one_folder_down_is_not_downloaded_again(year, tmp_path, isic_layout):
+    """`synergic data download isicYYYY --root D` with the files in D/isicYYYY_download/: one
+    line naming that folder, nothing fetched (the loader points at it the same way)."""
+    import importlib
+    import shutil
+
+    import isic_layouts
+    from click.testing import CliRunner
+
+    from synergic.cli import cli
+
+    module = importlib.import_module(f"synergic.data.datasets.isic{year}")
+    root = tmp_path / "D"
+    copy = root / f"isic{year}_download"
+    if year == "2016":
+        shutil.copytree(isic_layout, copy)
+    else:
+        getattr(isic_layouts, f"make_isic{year}")(copy)
+    if year == "2019":  # a copy from before the test ground truth was published is a copy
+        (copy / "ISIC_2019_Test_GroundTruth.csv").unlink()
+    # Port 9 (discard) refuses: any request would fail with another message.
+    result = CliRunner().invoke(cli, ["data", "download", f"isic{year}", "--root", str(root),
+                                      "--base-url", "http://127.0.0.1:9/"])
+    assert result.exit_code != 0
+    assert str(result.exception) == (
+        f"ISIC {year} is already in {copy} (every official file), not in {root}: set data.root "
+        f"to {copy}, or run 'synergic data download isic{year} --root {copy}' to check that "
+        "copy; nothing was downloaded"
+    )
+    assert sorted(path.name for path in root.iterdir()) == [copy.name]
+    # A root holding part of the files (an interrupted download) is completed as before.
+    images = module.IMAGES if year == "2020" else module.SPLIT_FILES["train"][0]
+    (root / images).mkdir()
+    with pytest.raises(SynergicError, match="could not download http://127.0.0.1:9/"):
+        module.download(root, base_url="http://127.0.0.1:9/", progress=False)
+
+
+def test_the_mirror_option_is_in_the_help():
+    from click.testing import CliRunner
+
+    from synergic.cli import cli
+
+    result = CliRunner().invoke(cli, ["data", "download", "--help"])
+    assert result.exit_code == 0
+    assert "--base-url URL" in result.output and "mirror" in result.output

@@ -11,7 +11,8 @@ import yaml
 from tiny_recipe import TINY_RECIPE
 
 from synergic.data.splits import (
-    grouped_stratified_split, stratified_split, unrepresentable_classes,
+    classes_missing_from_a_side, grouped_stratified_split, stratified_split,
+    unrepresentable_classes,
 )
 from synergic.errors import SynergicError
 from synergic.experiment import carve_validation, validation_group_kind
@@ -66,6 +67,31 @@ def test_a_rare_class_in_two_groups_is_on_both_sides():
         train, val = grouped_stratified_split(labels, groups, 0.2, seed)
         assert {labels[i] for i in val} == {labels[i] for i in train} == {0, 1}
         assert not set.intersection(*sides(groups, train, val))
+
+
+def isic2019_like(seed: int):
+    """64 training images of 8 classes (ISIC 2019's NV-heavy mix), lesions of 1 to 3 images."""
+    rng = random.Random(seed)
+    labels, groups = [], []
+    for label, count in enumerate([12, 20, 8, 6, 8, 3, 4, 3]):  # MEL NV BCC AK BKL DF VASC SCC
+        while count:
+            size = min(count, rng.randint(1, 3))
+            labels += [label] * size
+            groups += [f"lesion{len(set(groups))}"] * size
+            count -= size
+    return labels, groups
+
+
+def test_rare_classes_over_few_lesions_are_on_both_sides_whenever_they_can_be():
+    # Dealing the lesions into 5 folds of similar class mix left, before, a class of 2 or 3
+    # lesions out of the validation fold in most of these sets (MEL, AK, VASC in the report).
+    for seed in range(40):
+        labels, groups = isic2019_like(seed)
+        train, val = grouped_stratified_split(labels, groups, 0.2, seed)
+        assert classes_missing_from_a_side(labels, train, val, groups) == ([], []), seed
+        assert not set.intersection(*sides(groups, train, val))
+        assert 0.1 <= len(val) / len(labels) <= 0.35
+        assert grouped_stratified_split(labels, groups, 0.2, seed) == (train, val)
 
 
 def test_a_class_in_one_group_is_unrepresentable():
@@ -140,6 +166,11 @@ def test_an_unknown_kind_and_a_class_in_one_group_are_one_line_errors():
                        "groups: lesion"):
         carve_validation(recipe(validation_group_by="lesoin"), data, has_validation=False)
     with pytest.raises(SynergicError) as error:
+        carve_validation(recipe(validation_group_by="lesion"), dataset([0, 1] * 3),
+                         has_validation=False)
+    assert str(error.value) == ("data.validation_group_by: data set 'synthetic_lesions' has no "
+                                "groups (no lesion or patient ids): set it to auto or none")
+    with pytest.raises(SynergicError) as error:
         carve_validation(recipe(), data, has_validation=False)
     message = str(error.value)
     assert "class 'malignant' has training images in a single lesion group" in message
@@ -149,6 +180,26 @@ def test_an_unknown_kind_and_a_class_in_one_group_are_one_line_errors():
             recipe(allow_incomplete_validation=True), data, has_validation=False
         )
     assert not set.intersection(*sides(data.groups["lesion"], train, val))
+
+
+def test_a_class_no_split_can_put_on_both_sides_is_an_error_naming_it():
+    # Patients of two classes each, in a cycle: benign's two patients must be on different
+    # sides, and malignant's, and other's: no split does it (an odd cycle).
+    patient = ["p1", "p1", "p2", "p2", "p3", "p3"]
+    labels = [0, 1, 1, 2, 2, 0]
+    data = dataset(labels, {"patient": patient})
+    with pytest.raises(SynergicError) as error:
+        carve_validation(recipe(), data, has_validation=False)
+    message = str(error.value)
+    assert message.startswith("data.validation_fraction=0.25: no split into whole patient groups "
+                              "that synergic found puts every class on both sides")
+    assert "(missing from validation: " in message or "(missing from training: " in message
+    assert "data.allow_incomplete_validation=true" in message and "\n" not in message
+    with pytest.warns(UserWarning, match="no split into whole patient groups"):
+        train, val = carve_validation(
+            recipe(allow_incomplete_validation=True), data, has_validation=False
+        )
+    assert not set.intersection(*sides(patient, train, val))
 
 
 def test_the_key_is_left_out_of_recipes_while_auto():
@@ -161,4 +212,4 @@ def test_the_key_is_left_out_of_recipes_while_auto():
     assert by_lesion.model_dump()["data"]["validation_group_by"] == "lesion"
     assert identity_hash(by_lesion) != identity_hash(default)  # it changes what a run computes
     changed = identity_differences(default, by_lesion)
-    assert changed == ['data.validation_group_by (unset -> "lesion")']
+    assert changed == ['data.validation_group_by ("auto" -> "lesion")']  # left out = default

@@ -77,7 +77,7 @@ def test_a_row_with_both_classes_names_the_file_and_line(root):
         isic.isic2017(root, split="val")
     assert str(caught.value) == (
         f"{csv_path} line 3: ISIC_0001852 is labelled both melanoma and seborrheic_keratosis; "
-        "the classes exclude each other"
+        "the classes exclude each other; fix the file or re-download it"
     )
 
 
@@ -86,11 +86,12 @@ def test_a_row_with_both_classes_names_the_file_and_line(root):
      " line 1: expected a header with the columns image_id,melanoma,seborrheic_keratosis, got "
      "'image_id,melanoma' (missing seborrheic_keratosis); re-download it"),
     (["image_id,melanoma,seborrheic_keratosis", "ISIC_1,0.5,0.0"],
-     " line 2: melanoma is '0.5', expected 0.0 or 1.0"),
+     " line 2: melanoma is '0.5', expected 0.0 or 1.0; fix the file or re-download it"),
     (["image_id,melanoma,seborrheic_keratosis", "ISIC_1,0.0"],
-     " line 2: 2 cells for the 3 columns of the header (image_id,melanoma,seborrheic_keratosis)"),
+     " line 2: 2 cells for the 3 columns of the header (image_id,melanoma,seborrheic_keratosis)"
+     "; fix the file or re-download it"),
     (["image_id,melanoma,seborrheic_keratosis", "ISIC_1,0.0,0.0", "ISIC_1,1.0,0.0"],
-     ": image id ISIC_1 appears twice (lines 2 and 3)"),
+     ": image id ISIC_1 appears twice (lines 2 and 3); fix the file or re-download it"),
 ])
 def test_malformed_ground_truth(root, lines, expected):
     csv_path = write_csv(root / ISIC2017_FILES["test"][1], lines)
@@ -152,19 +153,22 @@ def test_download_fetches_the_official_files_once(server, tmp_path):
 
 
 def test_a_truncated_archive_is_one_line_and_resumes(server, tmp_path):
+    # Not tmp_path itself: the server's files lie in tmp_path/published, a complete copy
+    # that a download into tmp_path would point at instead of fetching.
+    root = tmp_path / "isic2017"
     zip_name = f"{ISIC2017_FILES['val'][0]}.zip"
     server.drop_after[zip_name] = 50
     with pytest.raises(SynergicError) as caught:
-        isic.download(tmp_path, base_url=server.url, progress=False)
+        isic.download(root, base_url=server.url, progress=False)
     message = str(caught.value)
     assert "\n" not in message
     assert message.startswith(f"could not download {server.url}{zip_name}: connection closed "
                               f"after 50 of {len(server.files[zip_name])} bytes; run again")
     server.drop_after.clear()
     server.requests.clear()
-    isic.download(tmp_path, base_url=server.url, progress=False)
+    isic.download(root, base_url=server.url, progress=False)
     assert (zip_name, "bytes=50-") in server.requests
-    assert len(isic.isic2017(tmp_path, split="val")) == 3
+    assert len(isic.isic2017(root, split="val")) == 3
 
 
 def test_download_true_in_the_factory_downloads_when_missing(server, tmp_path, monkeypatch):
@@ -176,3 +180,14 @@ def test_download_true_in_the_factory_downloads_when_missing(server, tmp_path, m
     server.requests.clear()
     assert len(isic.isic2017(tmp_path / "fresh", split="train", download=True)) == 6
     assert server.requests == []
+
+
+def test_grouping_a_data_set_without_groups_says_to_drop_the_option(root):
+    from synergic.cv import plan_cv
+
+    with pytest.raises(SynergicError) as caught:
+        plan_cv("isic2017_sdl2", folds=2, group_by="lesion", overrides=[f"data.root={root}"],
+                output=root.parent / "cv")
+    assert str(caught.value) == (
+        "--group-by lesion: isic2017 has no groups (no lesion or patient ids): drop --group-by"
+    )

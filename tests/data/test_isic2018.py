@@ -126,7 +126,7 @@ def test_a_row_that_is_not_one_hot_names_the_file_and_row(root, cells, expected)
         isic.isic2018(root, split="val")
     assert str(caught.value) == (
         f"{csv_path} line 3: {expected}; each row needs exactly one 1.0 among "
-        "MEL,NV,BCC,AKIEC,BKL,DF,VASC"
+        "MEL,NV,BCC,AKIEC,BKL,DF,VASC; fix the file or re-download it"
     )
 
 
@@ -181,25 +181,31 @@ def test_download_is_complete_idempotent_and_loads_with_groups(server, tmp_path)
 
 
 def test_a_truncated_archive_is_an_error_and_fetched_again(server, tmp_path):
+    # Not tmp_path itself: the server's files lie in tmp_path/published, a complete copy
+    # that a download into tmp_path would point at instead of fetching.
+    root = tmp_path / "isic2018"
     zip_name = f"{isic2018_names('val')[0]}.zip"
     body = server.files[zip_name]
     server.files[zip_name] = body[: len(body) // 2]  # the server itself has a cut file
     with pytest.raises(SynergicError) as caught:
-        isic.download(tmp_path, base_url=server.url, progress=False)
-    assert str(caught.value).startswith(f"downloaded {tmp_path / zip_name} is not a valid zip "
+        isic.download(root, base_url=server.url, progress=False)
+    assert str(caught.value).startswith(f"downloaded {root / zip_name} is not a valid zip "
                                         "archive (")
     assert str(caught.value).endswith("it was deleted: run the download again")
-    assert not (tmp_path / zip_name).exists()
-    assert not (tmp_path / isic2018_names("val")[0]).exists()
+    assert not (root / zip_name).exists()
+    assert not (root / isic2018_names("val")[0]).exists()
     server.files[zip_name] = body
-    isic.download(tmp_path, base_url=server.url, progress=False)
-    assert len(isic.isic2018(tmp_path, split="val")) == 3
+    isic.download(root, base_url=server.url, progress=False)
+    assert len(isic.isic2018(root, split="val")) == 3
 
 
 def test_an_archive_short_of_images_is_reported(server, tmp_path):
     import io
     import zipfile
 
+    # Not tmp_path itself: the server's files lie in tmp_path/published, a complete copy
+    # that a download into tmp_path would point at instead of fetching.
+    root = tmp_path / "isic2018"
     zip_name = f"{isic2018_names('test')[0]}.zip"
     source = zipfile.ZipFile(io.BytesIO(server.files[zip_name]))
     buffer = io.BytesIO()
@@ -212,7 +218,7 @@ def test_an_archive_short_of_images_is_reported(server, tmp_path):
                                             r"images in .* for 4 rows in .*, e\.g\. no .*"
                                             r"ISIC_0034527\.jpg; delete .* and run 'synergic data "
                                             r"download isic2018' again"):
-        isic.download(tmp_path, base_url=server.url, progress=False)
+        isic.download(root, base_url=server.url, progress=False)
 
 
 def test_the_cli_downloads_through_the_table(server, tmp_path):
@@ -221,12 +227,15 @@ def test_the_cli_downloads_through_the_table(server, tmp_path):
     from synergic.cli import cli
     from synergic.cli.data import DOWNLOADERS
 
+    # Not tmp_path itself: the server's files lie in tmp_path/published, a complete copy
+    # that a download into tmp_path would point at instead of fetching.
+    root = tmp_path / "isic2018"
     assert list(DOWNLOADERS) == ["isic2016", "isic2017", "isic2018", "isic2019", "isic2020"]
-    result = CliRunner().invoke(cli, ["data", "download", "isic2018", "--root", str(tmp_path),
+    result = CliRunner().invoke(cli, ["data", "download", "isic2018", "--root", str(root),
                                       "--base-url", server.url])
     assert result.exit_code == 0, result.output
-    assert f"isic2018 is ready in {tmp_path}" in result.output
-    assert len(isic.isic2018(tmp_path, split="train")) == 8
+    assert f"isic2018 is ready in {root}" in result.output
+    assert len(isic.isic2018(root, split="train")) == 8
 
 
 # ----------------------------------------------------------------------------------- end to end

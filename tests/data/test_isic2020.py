@@ -4,6 +4,7 @@ the patient-hashed test split, and the download."""
 from __future__ import annotations
 
 import hashlib
+import warnings
 
 import pytest
 from challenge_server import ChallengeServer, archives_of, serving
@@ -32,8 +33,20 @@ def root(tmp_path):
 
 
 def load(root, split, **options):
-    with pytest.warns(UserWarning, match="dropped 2 duplicate images"):
+    # The note on the dropped duplicates is given once per data folder (see the test below).
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"ISIC 2020: dropped 2 duplicate images")
         return isic.isic2020(root, split=split, **options)
+
+
+def test_the_dropped_duplicates_are_said_once_however_often_the_splits_are_opened(root):
+    with pytest.warns(UserWarning) as caught:
+        for split in ("train", "test", "train"):  # as `synergic cv -k 2` opens them
+            isic.isic2020(root, split=split)
+    assert [str(w.message) for w in caught] == [
+        "ISIC 2020: dropped 2 duplicate images (the second of each pair in "
+        "ISIC_2020_Training_Duplicates.csv; data.options.drop_duplicates: false keeps them)"
+    ]
 
 
 def test_binary_labels_and_the_patient_hashed_test_split(root):
@@ -87,8 +100,6 @@ def test_test_percent_must_be_an_integer_from_1_to_99(root, percent):
 
 
 def test_duplicates_kept_on_request_and_required_otherwise(tmp_path, root):
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing dropped, nothing said
         kept = isic.isic2020(root, split="test", drop_duplicates=False)

@@ -133,7 +133,7 @@ def read_ground_truth(csv_path: Path) -> list[tuple[str, int]]:
                 if len(cells) < 2:
                     raise SynergicError(
                         f"{csv_path} line {line}: expected 'image_id,label', "
-                        f"got {','.join(cells)!r}"
+                        f"got {','.join(cells)!r}; fix the file or re-download it"
                     )
                 image_id, raw_label = cells[0].strip(), cells[1].strip()
                 label = parse_label(raw_label)
@@ -142,19 +142,19 @@ def read_ground_truth(csv_path: Path) -> list[tuple[str, int]]:
                         continue  # a header row, which the official files do not have
                     raise SynergicError(
                         f"{csv_path} line {line}: unknown label {raw_label!r} for {image_id}; "
-                        "expected benign/malignant or 0/1"
+                        "expected benign/malignant or 0/1; fix the file or re-download it"
                     )
                 if image_id in first_line:
                     raise SynergicError(
                         f"{csv_path}: image id {image_id} appears twice "
-                        f"(lines {first_line[image_id]} and {line})"
+                        f"(lines {first_line[image_id]} and {line}); fix the file or re-download it"
                     )
                 first_line[image_id] = line
                 rows.append((image_id, label))
     except UnicodeDecodeError:
         raise SynergicError(f"{csv_path} is not a text CSV file; re-download it") from None
     except csv.Error as error:
-        raise SynergicError(f"{csv_path}: unreadable CSV ({error})") from None
+        raise SynergicError(f"{csv_path}: unreadable CSV ({error}); re-download it") from None
     return rows
 
 
@@ -212,6 +212,13 @@ def download(
         verify_images,
     )
 
+    from synergic.data.datasets.isic_files import check_no_copy_nearby
+
+    check_no_copy_nearby(
+        Path(root).expanduser() if root is not None else default_data_root("isic2016"),
+        lambda folder: [name for split in SPLIT_FILES for name in missing_files(folder, split)],
+        2 * len(SPLIT_FILES), title="ISIC 2016", dataset="isic2016",
+    )
     root_dir = data_root(root, "isic2016")
     base = base_url if base_url.endswith("/") else base_url + "/"
     for split, (image_dir_name, csv_name) in SPLIT_FILES.items():

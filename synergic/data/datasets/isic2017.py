@@ -24,7 +24,14 @@ import os
 from pathlib import Path
 
 from synergic.data.datasets.base import FileImageDataset, check_split_name
-from synergic.data.datasets.isic_files import find_files, image_paths, indicator, read_table
+from synergic.data.datasets.isic_files import (
+    FIX_OR_DOWNLOAD,
+    check_no_copy_nearby,
+    find_files,
+    image_paths,
+    indicator,
+    read_table,
+)
 from synergic.data.paths import default_data_root
 from synergic.errors import SynergicError, did_you_mean
 
@@ -152,7 +159,7 @@ def read_ground_truth(csv_path: Path) -> list[tuple[str, int]]:
         if melanoma and keratosis:
             raise SynergicError(
                 f"{csv_path} line {line}: {row['image_id']} is labelled both melanoma and "
-                "seborrheic_keratosis; the classes exclude each other"
+                f"seborrheic_keratosis; the classes exclude each other{FIX_OR_DOWNLOAD}"
             )
         rows.append((row["image_id"], 1 if melanoma else 2 if keratosis else 0))
     return rows
@@ -183,6 +190,11 @@ def download(
         verify_images,
     )
 
+    check_no_copy_nearby(
+        Path(root).expanduser() if root is not None else default_data_root("isic2017"),
+        lambda folder: [name for split in SPLIT_FILES for name in missing_files(folder, split)],
+        2 * len(SPLIT_FILES), title=_TITLE, dataset="isic2017",
+    )
     root_dir = data_root(root, "isic2017")
     base = base_url if base_url.endswith("/") else base_url + "/"
     for split, (image_dir_name, csv_name) in SPLIT_FILES.items():

@@ -24,11 +24,17 @@ the seven classes).
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 from synergic.data.datasets.base import FileImageDataset, check_split_name
-from synergic.data.datasets.isic_files import find_files, image_paths, one_hot_label, read_table
+from synergic.data.datasets.isic_files import (
+    check_no_copy_nearby,
+    find_files,
+    image_paths,
+    one_hot_label,
+    read_table,
+    warn_once,
+)
 from synergic.data.paths import default_data_root
 from synergic.errors import SynergicError
 
@@ -107,12 +113,12 @@ def isic2018(
             lesions = read_lesion_groupings(groupings)
             dataset.groups = {"lesion": [lesions.get(image_id) or image_id for image_id in ids]}
         else:
-            warnings.warn(
+            warn_once(
                 f"ISIC 2018: no {LESION_GROUPINGS} in {root_dir}, so the training images have no "
                 "lesion groups and images of one lesion can fall on both sides of a validation "
                 "split or cross-validation fold; download it with 'synergic data download "
                 "isic2018'",
-                stacklevel=2,
+                source=root_dir,
             )
     return dataset
 
@@ -189,6 +195,11 @@ def download(
         verify_images,
     )
 
+    check_no_copy_nearby(
+        Path(root).expanduser() if root is not None else default_data_root("isic2018"),
+        lambda folder: [name for split in SPLIT_FILES for name in missing_files(folder, split)],
+        2 * len(SPLIT_FILES), title=_TITLE, dataset="isic2018",
+    )
     root_dir = data_root(root, "isic2018")
     base = base_url if base_url.endswith("/") else base_url + "/"
     for split, (image_dir_name, truth_dir_name) in SPLIT_FILES.items():

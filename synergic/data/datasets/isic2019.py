@@ -27,12 +27,18 @@ classes).
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 from synergic.data import NoSuchSplit
 from synergic.data.datasets.base import FileImageDataset, check_split_name
-from synergic.data.datasets.isic_files import find_files, image_paths, one_hot_label, read_table
+from synergic.data.datasets.isic_files import (
+    check_no_copy_nearby,
+    find_files,
+    image_paths,
+    one_hot_label,
+    read_table,
+    warn_once,
+)
 from synergic.data.paths import default_data_root
 from synergic.errors import SynergicError
 
@@ -112,11 +118,11 @@ def isic2019(
     csv_path = root_dir / csv_name
     rows, unknown = read_ground_truth(csv_path, allow_unknown=split == "test")
     if unknown:
-        warnings.warn(
+        warn_once(
             f"{_TITLE}: left {unknown} test image{'s' if unknown != 1 else ''} labelled "
             f"{UNKNOWN} out of the test split ({csv_path}): an eight-class model cannot be "
             "scored on them",
-            stacklevel=2,
+            source=root_dir,
         )
     if not rows:
         raise SynergicError(f"{csv_path} lists no images of the eight classes; re-download it")
@@ -135,11 +141,11 @@ def isic2019(
             lesions = read_lesion_ids(metadata)
             dataset.groups = {"lesion": [lesions.get(image_id) or image_id for image_id in ids]}
         else:
-            warnings.warn(
+            warn_once(
                 f"{_TITLE}: no {METADATA} in {root_dir}, so the training images have no lesion "
                 "groups and images of one lesion can fall on both sides of a validation split "
                 "or cross-validation fold; download it with 'synergic data download isic2019'",
-                stacklevel=2,
+                source=root_dir,
             )
     return dataset
 
@@ -221,6 +227,15 @@ def download(
         verify_images,
     )
 
+    # A copy still without the test ground truth (published after the challenge) is a copy:
+    # completing it is fetching that one file into it.
+    check_no_copy_nearby(
+        Path(root).expanduser() if root is not None else default_data_root("isic2019"),
+        lambda folder: [*missing_files(folder, "train"),
+                        *[name for name in missing_files(folder, "test")
+                          if name != SPLIT_FILES["test"][1]]],
+        3, title=_TITLE, dataset="isic2019",
+    )
     root_dir = data_root(root, "isic2019")
     base = base_url if base_url.endswith("/") else base_url + "/"
     for split, (image_dir_name, csv_name) in SPLIT_FILES.items():

@@ -27,12 +27,18 @@ from __future__ import annotations
 import hashlib
 import numbers
 import os
-import warnings
 from pathlib import Path
 
 from synergic.data import NoSuchSplit
 from synergic.data.datasets.base import FileImageDataset, check_split_name
-from synergic.data.datasets.isic_files import find_files, image_paths, indicator, read_table
+from synergic.data.datasets.isic_files import (
+    check_no_copy_nearby,
+    find_files,
+    image_paths,
+    indicator,
+    read_table,
+    warn_once,
+)
 from synergic.data.paths import default_data_root
 from synergic.errors import SynergicError
 
@@ -123,10 +129,10 @@ def isic2020(
         if dropped:
             rows = [row for row in rows if row["image_name"] not in dropped]
             plural = "s" if len(dropped) != 1 else ""
-            warnings.warn(
+            warn_once(
                 f"{_TITLE}: dropped {len(dropped)} duplicate image{plural} (the second of each "
                 f"pair in {DUPLICATES}; data.options.drop_duplicates: false keeps them)",
-                stacklevel=2,
+                source=root_dir,
             )
     wanted = split == "test"
     rows = [row for row in rows if is_test_patient(patient_of(row), test_percent) == wanted]
@@ -218,9 +224,11 @@ def read_duplicates(csv_path: Path) -> set[str]:
     except UnicodeDecodeError:
         raise SynergicError(f"{csv_path} is not a text CSV file; re-download it") from None
     except csv.Error as error:
-        raise SynergicError(f"{csv_path}: unreadable CSV ({error})") from None
+        raise SynergicError(f"{csv_path}: unreadable CSV ({error}); re-download it") from None
     except OSError as error:
-        raise SynergicError(f"cannot read {csv_path}: {error.strerror or error}") from None
+        raise SynergicError(
+            f"cannot read {csv_path}: {error.strerror or error}; check its permissions"
+        ) from None
 
 
 def download(
@@ -251,6 +259,10 @@ def download(
         verify_images,
     )
 
+    check_no_copy_nearby(
+        Path(root).expanduser() if root is not None else default_data_root("isic2020"),
+        missing_files, 2, title=_TITLE, dataset="isic2020",
+    )
     root_dir = data_root(root, "isic2020")
     base = base_url if base_url.endswith("/") else base_url + "/"
     csv_path = fetch(base + GROUND_TRUTH, root_dir / GROUND_TRUTH, progress=progress)

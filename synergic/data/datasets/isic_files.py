@@ -18,14 +18,38 @@ from pathlib import Path
 from synergic.data.listing import is_ignored
 from synergic.errors import SynergicError
 
+#: The end of an error about an official CSV's content: what to do about it.
+FIX_OR_DOWNLOAD = "; fix the file or re-download it"
+
 __all__ = [
+    "FIX_OR_DOWNLOAD",
+    "check_no_copy_nearby",
     "find_files",
     "image_paths",
     "indicator",
     "layout_hint",
     "one_hot_label",
     "read_table",
+    "warn_once",
 ]
+
+
+_WARNED: set[tuple[str, str]] = set()
+
+
+def warn_once(message: str, *, source: Path, stacklevel: int = 2) -> None:
+    """``warnings.warn(message)``, once per process for a data folder ``source``: a command
+    opens a data set's split more than once (``synergic cv`` plans the folds, then each fold
+    run opens its data), and a note about the files, such as the duplicates dropped, says
+    nothing new the second time. Python's own once-per-location rule does not hold: every
+    ``warnings.catch_warnings`` block resets it."""
+    import warnings
+
+    key = (str(Path(source).resolve()), message)
+    if key in _WARNED:
+        return
+    _WARNED.add(key)
+    warnings.warn(message, stacklevel=stacklevel + 1)
 
 
 def read_table(csv_path: Path, columns: Sequence[str]) -> list[tuple[int, dict[str, str]]]:
@@ -64,23 +88,25 @@ def read_table(csv_path: Path, columns: Sequence[str]) -> list[tuple[int, dict[s
                 if len(cells) < len(header):
                     raise SynergicError(
                         f"{csv_path} line {line}: {len(cells)} cells for the {len(header)} "
-                        f"columns of the header ({','.join(header)})"
+                        f"columns of the header ({','.join(header)}){FIX_OR_DOWNLOAD}"
                     )
                 row = dict(zip(header, cells))
                 image_id = row[columns[0]]
                 if image_id in first_line:
                     raise SynergicError(
                         f"{csv_path}: image id {image_id} appears twice "
-                        f"(lines {first_line[image_id]} and {line})"
+                        f"(lines {first_line[image_id]} and {line}){FIX_OR_DOWNLOAD}"
                     )
                 first_line[image_id] = line
                 rows.append((line, row))
     except UnicodeDecodeError:
         raise SynergicError(f"{csv_path} is not a text CSV file; re-download it") from None
     except csv.Error as error:
-        raise SynergicError(f"{csv_path}: unreadable CSV ({error})") from None
+        raise SynergicError(f"{csv_path}: unreadable CSV ({error}); re-download it") from None
     except OSError as error:
-        raise SynergicError(f"cannot read {csv_path}: {error.strerror or error}") from None
+        raise SynergicError(
+            f"cannot read {csv_path}: {error.strerror or error}; check its permissions"
+        ) from None
     return rows
 
 
@@ -96,7 +122,7 @@ def indicator(value: str, *, csv_path: Path, line: int, column: str) -> int:
         number = None
     if number not in (0.0, 1.0):
         raise SynergicError(
-            f"{csv_path} line {line}: {column} is {value!r}, expected 0.0 or 1.0"
+            f"{csv_path} line {line}: {column} is {value!r}, expected 0.0 or 1.0{FIX_OR_DOWNLOAD}"
         )
     return int(number)
 
@@ -119,7 +145,7 @@ def one_hot_label(
         which = "no class" if not hot else " and ".join(classes[index] for index in hot)
         raise SynergicError(
             f"{csv_path} line {line}: {image_id} is labelled {which}; each row needs exactly one "
-            f"1.0 among {','.join(classes)}"
+            f"1.0 among {','.join(classes)}{FIX_OR_DOWNLOAD}"
         )
     return hot[0]
 
@@ -186,6 +212,38 @@ def find_files(
             f"{title} not found at {root}{detail()}: run 'synergic data download {dataset}' "
             "or set data.root"
         )
+
+
+def check_no_copy_nearby(
+    root: Path,
+    missing: Callable[[Path], Sequence[str]],
+    required: int,
+    *,
+    title: str,
+    dataset: str,
+    limit: int = 500,
+) -> None:
+    """Before a download into ``root``: refuse when ``root`` holds none of the official files
+    while a folder near it (where :func:`layout_hint` looks: the folder above, the folders one
+    and two levels below) holds a complete copy, i.e. one that ``missing`` finds nothing missing
+    in. So a copy unpacked one folder deeper is not downloaded a second time (gigabytes); the
+    data sets' loaders point at it the same way. A ``root`` that holds some of the files (an
+    interrupted download) is completed as usual.
+
+    Raises:
+        SynergicError: one line naming the folder that holds the copy and the two ways to use it
+            (``data.root``, ``--root``); nothing has been fetched.
+    """
+    if len(missing(root)) < required:
+        return
+    holder = _holder(root, missing, required, limit)
+    if holder is None or missing(holder):
+        return
+    raise SynergicError(
+        f"{title} is already in {holder} (every official file), not in {root}: set data.root to "
+        f"{holder}, or run 'synergic data download {dataset} --root {holder}' to check that copy; "
+        "nothing was downloaded"
+    )
 
 
 def layout_hint(
