@@ -159,7 +159,7 @@ def export_run(
         # onnxruntime reads any name, but torch.export.load wants .pt2, and a wrong suffix
         # misleads whoever deploys the file.
         raise SynergicError(
-            f"--output {output}: a {format} export is written to a {suffix} file: use "
+            f"--output {output}: {format} exports are written to {suffix} files: use "
             f"--output {Path(output).with_suffix(suffix)}"
         )
     if tta is not None:

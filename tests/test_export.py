@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
 import sys
@@ -82,7 +83,7 @@ def test_export_writes_onnx_and_its_sidecar_and_says_what_it_checked(trained_run
     assert sidecar["format"] == "onnx" and sidecar["exporter"] == "dynamo"
     assert sidecar["aggregator"] == "sum_softmax" and sidecar["tta"] == "none"
     assert sidecar["check"]["images"] == 4 and sidecar["check"]["max_abs_difference"] <= 1e-4
-    assert not [p for p in model.parent.iterdir() if p.name.endswith(".tmp")]
+    assert sorted(p.name for p in model.parent.iterdir()) == ["last.onnx", "last.onnx.json"]
 
 
 @pytest.mark.parametrize("batch", [1, 3])
@@ -106,12 +107,30 @@ def test_onnx_matches_predict_on_the_isic_sample(trained_run, exported, isic_sam
     assert np.abs(ours - np.array([row for _, row in predicted])).max() <= 1e-4
 
 
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
 def test_torch_export_program_matches_predict(trained_run, images, tmp_path):
+    """... and torch says nothing about the file's name: the temporary file that is checked
+    before it takes the final name ends in .pt2 too."""
     from synergic.export import export_run
     from synergic.serving import predict_images
 
-    result = export_run(trained_run, tmp_path / "sdl.pt2", format="torch-export",
-                        check_images=images)
+    torch_log, records = logging.getLogger("torch"), _Records()
+    torch_log.addHandler(records)
+    try:
+        result = export_run(trained_run, tmp_path / "sdl.pt2", format="torch-export",
+                            check_images=images)
+    finally:
+        torch_log.removeHandler(records)
+    assert not [m for m in records.messages if ".pt2" in m or ".tmp" in m], records.messages
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sdl.pt2", "sdl.pt2.json"]
     assert result.exporter == "torch.export" and result.images == 3
     assert json.loads(result.sidecar.read_text())["check"]["source"] == "3 image files"
     program = torch.export.load(str(result.path)).module()
@@ -163,6 +182,61 @@ def test_read_sidecar_refuses_other_files(tmp_path):
     (tmp_path / "other.json").write_text('{"classes": ["a", "b"]}')
     with pytest.raises(SynergicError, match="lacks image_size, resample"):
         read_sidecar(tmp_path / "other.json")
+
+
+@pytest.mark.parametrize("format_, name", [("onnx", "m.txt"), ("onnx", "m.pt2"),
+                                           ("torch-export", "m.onnx"), ("onnx", "m")])
+def test_an_output_whose_suffix_does_not_fit_the_format_is_refused(trained_run, tmp_path,
+                                                                   format_, name):
+    from synergic.export import export_run
+
+    suffix = {"onnx": ".onnx", "torch-export": ".pt2"}[format_]
+    with pytest.raises(SynergicError) as caught:
+        export_run(trained_run, tmp_path / name, format=format_)
+    assert str(caught.value) == (
+        f"--output {tmp_path / name}: {format_} exports are written to {suffix} files: "
+        f"use --output {(tmp_path / name).with_suffix(suffix)}"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_tta_is_inside_the_model_and_recorded_in_the_sidecar(trained_run, images,
+                                                                    tmp_path):
+    """tta="flips" (``--tta flips``) on a run trained without TTA: the exported model averages
+    the flips as ``predict --tta flips`` does, and its sidecar says so."""
+    from synergic.export import export_run
+    from synergic.serving import predict_images
+
+    result = export_run(trained_run, tmp_path / "flips.onnx", onnx_exporter="torchscript",
+                        tta="flips")
+    assert result.tta == "flips" and not result.replaced
+    sidecar = json.loads(result.sidecar.read_text())
+    assert sidecar["tta"] == "flips" and sidecar["check"]["max_abs_difference"] <= 1e-4
+    ours = torch.from_numpy(exported_probabilities(result.path, images))
+    for tta, close in (("flips", True), ("none", False)):
+        _, predicted = predict_images(trained_run, images, tta=tta)
+        expected = torch.tensor([row for _, row in predicted])
+        assert bool((ours - expected).abs().max() <= 1e-4) is close, tta
+    with pytest.raises(SynergicError, match="unknown test-time augmentation 'd8': use one of"):
+        export_run(trained_run, tmp_path / "d8.onnx", tta="d8")
+
+
+def test_exporting_again_to_the_same_file_says_it_replaced_it(trained_run, tmp_path,
+                                                              monkeypatch):
+    import synergic.export
+    from synergic.export import export_run
+
+    target = tmp_path / "m.onnx"
+    assert not export_run(trained_run, target, onnx_exporter="torchscript").replaced
+    again = export_run(trained_run, target, onnx_exporter="torchscript")
+    assert again.replaced and sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx",
+                                                                          "m.onnx.json"]
+    # The command says so in one line (the export itself is the one above).
+    monkeypatch.setattr(synergic.export, "export_run", lambda *args, **kwargs: again)
+    printed = CliRunner().invoke(cli, ["export", str(trained_run), "--output", str(target)])
+    assert printed.exit_code == 0, printed.output
+    assert printed.stderr.splitlines()[0] == f"replaced the earlier export at {target}"
+    assert printed.stdout == f"{target}\n"
 
 
 def _umask() -> int:

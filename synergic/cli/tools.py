@@ -140,9 +140,10 @@ def export(run_dir: Path, format_: str, checkpoint: str, output: Path | None, ch
         out = console(stderr=True)
         if result.replaced:
             out.print(f"replaced the earlier export at {result.path}", markup=False)
+        tta = f" --tta {result.tta}" if result.tta != "none" else ""
         out.print(
-            f"checked on {result.images} images against synergic predict (tta {result.tta}): "
-            f"max abs difference {result.max_abs_difference:.2e} (<= 1e-4); exporter: "
+            f"checked on {result.images} images against synergic predict{tta}: max abs "
+            f"difference {result.max_abs_difference:.2e} (<= 1e-4); exporter: "
             f"{result.exporter}; sidecar: {result.sidecar}", markup=False,
         )
     click.echo(str(result.path))

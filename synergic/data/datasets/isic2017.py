@@ -26,13 +26,15 @@ from pathlib import Path
 from synergic.data.datasets.base import FileImageDataset, check_split_name
 from synergic.data.datasets.isic_files import (
     FIX_OR_DOWNLOAD,
-    check_no_copy_nearby,
+    fetch_splits,
     find_files,
-    image_paths,
     indicator,
+    missing_split_files,
+    prepare_download,
     read_table,
+    root_folder,
+    split_dataset,
 )
-from synergic.data.paths import default_data_root
 from synergic.errors import SynergicError, did_you_mean
 
 CLASSES = ("nevus", "melanoma", "seborrheic_keratosis")
@@ -60,7 +62,6 @@ COLUMNS = ("image_id", "melanoma", "seborrheic_keratosis")
 """The columns of the ground-truth CSVs."""
 
 _TITLE = "ISIC 2017"
-_DOWNLOAD_HINT = "run 'synergic data download isic2017' or set data.root"
 
 
 def isic2017(
@@ -97,31 +98,23 @@ def isic2017(
             f"data set 'isic2017': unknown task {task!r}{did_you_mean(str(task), TASKS)}; "
             f"valid tasks: all, {', '.join(TASKS)}"
         )
-    root_dir = Path(root).expanduser() if root is not None else default_data_root("isic2017")
+    root_dir = root_folder(root, "isic2017")
     image_dir_name, csv_name = SPLIT_FILES[split]
     find_files(
         root_dir, lambda folder: missing_files(folder, split), 2, title=_TITLE,
         dataset="isic2017", download=globals()["download"] if download else None,
     )
     rows = read_ground_truth(root_dir / csv_name)
-    if not rows:
-        raise SynergicError(f"{root_dir / csv_name} lists no images; re-download it")
-    ids = [image_id for image_id, _ in rows]
-    paths = image_paths(
-        ids, root_dir / image_dir_name, csv_path=root_dir / csv_name, title=_TITLE,
-        hint=_DOWNLOAD_HINT,
-    )
-    labels = [label for _, label in rows]
     suffix = "" if task == "all" else f", {task}"
     if task == "all":
         classes: tuple[str, ...] = CLASSES
     else:
         classes = ("other", task)
         positive = CLASSES.index(task)
-        labels = [int(label == positive) for label in labels]
-    dataset = FileImageDataset(
-        classes, ids, labels, paths, name=f"isic2017 ({split}{suffix})",
-        source=root_dir / csv_name,
+        rows = [(image_id, int(label == positive)) for image_id, label in rows]
+    dataset = split_dataset(
+        classes, rows, root_dir / image_dir_name, root_dir / csv_name,
+        name=f"isic2017 ({split}{suffix})", title=_TITLE, dataset="isic2017",
     )
     if task == "all":
         dataset.primary_metric = "task_auc"
@@ -133,13 +126,7 @@ def isic2017(
 
 def missing_files(root: Path, split: str) -> list[str]:
     """Which of the split's image folder and CSV are not in ``root``."""
-    image_dir_name, csv_name = SPLIT_FILES[split]
-    missing = []
-    if not (root / image_dir_name).is_dir():
-        missing.append(image_dir_name)
-    if not (root / csv_name).is_file():
-        missing.append(csv_name)
-    return missing
+    return missing_split_files(root, *SPLIT_FILES[split])
 
 
 def read_ground_truth(csv_path: Path) -> list[tuple[str, int]]:
@@ -182,32 +169,14 @@ def download(
     Raises:
         SynergicError: a failed or damaged download, in one line.
     """
-    from synergic.data.download import (
-        data_root,
-        fetch,
-        fetch_unpacked,
-        has_one_image_per_row,
-        verify_images,
-    )
-
-    check_no_copy_nearby(
-        Path(root).expanduser() if root is not None else default_data_root("isic2017"),
+    root_dir, base = prepare_download(
+        root, base_url,
         lambda folder: [name for split in SPLIT_FILES for name in missing_files(folder, split)],
         2 * len(SPLIT_FILES), title=_TITLE, dataset="isic2017",
     )
-    root_dir = data_root(root, "isic2017")
-    base = base_url if base_url.endswith("/") else base_url + "/"
-    for split, (image_dir_name, csv_name) in SPLIT_FILES.items():
-        csv_path = fetch(base + csv_name, root_dir / csv_name, progress=progress)
-
-        def read_ids(csv_path: Path = csv_path) -> list[str]:
-            return [image_id for image_id, _ in read_ground_truth(csv_path)]
-
-        folder = fetch_unpacked(
-            base, root_dir / image_dir_name, progress=progress,
-            complete=lambda folder: has_one_image_per_row(folder, read_ids),
-        )
-        verify_images(
-            folder, read_ids, what=f"{_TITLE} {split} data", source=csv_path, dataset="isic2017"
-        )
+    fetch_splits(
+        base, root_dir, SPLIT_FILES,
+        lambda csv_path: [image_id for image_id, _ in read_ground_truth(csv_path)],
+        title=_TITLE, dataset="isic2017", progress=progress,
+    )
     return root_dir

@@ -28,15 +28,17 @@ from pathlib import Path
 
 from synergic.data.datasets.base import FileImageDataset, check_split_name
 from synergic.data.datasets.isic_files import (
-    check_no_copy_nearby,
+    fetch_split_images,
+    fetch_table,
     find_files,
-    image_paths,
+    lesion_groups,
     one_hot_label,
+    prepare_download,
+    read_lesion_ids,
     read_table,
-    warn_once,
+    root_folder,
+    split_dataset,
 )
-from synergic.data.paths import default_data_root
-from synergic.errors import SynergicError
 
 CLASSES = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
 """The seven diagnoses, as the challenge's column codes in the CSV's column order: melanoma,
@@ -65,7 +67,6 @@ DOWNLOAD_FILES = (
 and the training set's lesion groupings."""
 
 _TITLE = "ISIC 2018"
-_DOWNLOAD_HINT = "run 'synergic data download isic2018' or set data.root"
 
 
 def isic2018(
@@ -88,38 +89,23 @@ def isic2018(
             or a row whose image is missing (naming the file and line).
     """
     check_split_name(split, "isic2018")
-    root_dir = Path(root).expanduser() if root is not None else default_data_root("isic2018")
+    root_dir = root_folder(root, "isic2018")
     find_files(
         root_dir, lambda folder: missing_files(folder, split), 2, title=_TITLE,
         dataset="isic2018", download=globals()["download"] if download else None,
     )
     csv_path = ground_truth_path(root_dir, split)
-    rows = read_ground_truth(csv_path)
-    if not rows:
-        raise SynergicError(f"{csv_path} lists no images; re-download it")
-    ids = [image_id for image_id, _ in rows]
-    paths = image_paths(
-        ids, root_dir / SPLIT_FILES[split][0], csv_path=csv_path, title=_TITLE,
-        hint=_DOWNLOAD_HINT,
-    )
-    dataset = FileImageDataset(
-        CLASSES, ids, [label for _, label in rows], paths, name=f"isic2018 ({split})",
-        source=csv_path,
+    dataset = split_dataset(
+        CLASSES, read_ground_truth(csv_path), root_dir / SPLIT_FILES[split][0], csv_path,
+        name=f"isic2018 ({split})", title=_TITLE, dataset="isic2018",
     )
     dataset.primary_metric = "balanced_accuracy"
     if split == "train":
-        groupings = root_dir / LESION_GROUPINGS
-        if groupings.is_file():
-            lesions = read_lesion_groupings(groupings)
-            dataset.groups = {"lesion": [lesions.get(image_id) or image_id for image_id in ids]}
-        else:
-            warn_once(
-                f"ISIC 2018: no {LESION_GROUPINGS} in {root_dir}, so the training images have no "
-                "lesion groups and images of one lesion can fall on both sides of a validation "
-                "split or cross-validation fold; download it with 'synergic data download "
-                "isic2018'",
-                source=root_dir,
-            )
+        groups = lesion_groups(
+            dataset.ids, root_dir / LESION_GROUPINGS, title=_TITLE, dataset="isic2018"
+        )
+        if groups is not None:
+            dataset.groups = groups
     return dataset
 
 
@@ -163,11 +149,7 @@ def read_lesion_groupings(csv_path: Path) -> dict[str, str]:
     Raises:
         SynergicError: not the official header (``image,lesion_id,...``), an image id twice.
     """
-    return {
-        row["image"]: row["lesion_id"]
-        for _, row in read_table(csv_path, ("image", "lesion_id"))
-        if row["lesion_id"]
-    }
+    return read_lesion_ids(csv_path)
 
 
 def download(
@@ -187,45 +169,26 @@ def download(
     Raises:
         SynergicError: a failed or damaged download, in one line.
     """
-    from synergic.data.download import (
-        data_root,
-        fetch,
-        fetch_unpacked,
-        has_one_image_per_row,
-        verify_images,
-    )
+    from synergic.data.download import fetch_unpacked
 
-    check_no_copy_nearby(
-        Path(root).expanduser() if root is not None else default_data_root("isic2018"),
+    root_dir, base = prepare_download(
+        root, base_url,
         lambda folder: [name for split in SPLIT_FILES for name in missing_files(folder, split)],
         2 * len(SPLIT_FILES), title=_TITLE, dataset="isic2018",
     )
-    root_dir = data_root(root, "isic2018")
-    base = base_url if base_url.endswith("/") else base_url + "/"
     for split, (image_dir_name, truth_dir_name) in SPLIT_FILES.items():
+        # The ground truth is an archive of its own (a folder holding <folder name>.csv).
         fetch_unpacked(
             base, root_dir / truth_dir_name, progress=progress,
             complete=lambda folder: (folder / f"{folder.name}.csv").is_file(),
         )
-        csv_path = ground_truth_path(root_dir, split)
-
-        def read_ids(csv_path: Path = csv_path) -> list[str]:
-            return [image_id for image_id, _ in read_ground_truth(csv_path)]
-
-        folder = fetch_unpacked(
-            base, root_dir / image_dir_name, progress=progress,
-            complete=lambda folder: has_one_image_per_row(folder, read_ids),
+        fetch_split_images(
+            base, root_dir / image_dir_name, ground_truth_path(root_dir, split),
+            lambda csv_path: [image_id for image_id, _ in read_ground_truth(csv_path)],
+            what=f"{_TITLE} {split} data", dataset="isic2018", progress=progress,
         )
-        verify_images(
-            folder, read_ids, what=f"{_TITLE} {split} data", source=csv_path, dataset="isic2018"
-        )
-    groupings = fetch(base + LESION_GROUPINGS, root_dir / LESION_GROUPINGS, progress=progress)
-    try:
-        read_lesion_groupings(groupings)
-    except SynergicError as error:
-        groupings.unlink()
-        raise SynergicError(
-            f"downloaded {_TITLE} lesion groupings are damaged and were deleted: {error}; run "
-            "'synergic data download isic2018' again"
-        ) from None
+    fetch_table(
+        base, root_dir / LESION_GROUPINGS, read_lesion_groupings,
+        what=f"{_TITLE} lesion groupings file", dataset="isic2018", progress=progress,
+    )
     return root_dir

@@ -32,14 +32,19 @@ from pathlib import Path
 from synergic.data import NoSuchSplit
 from synergic.data.datasets.base import FileImageDataset, check_split_name
 from synergic.data.datasets.isic_files import (
-    check_no_copy_nearby,
+    fetch_splits,
+    fetch_table,
     find_files,
-    image_paths,
+    lesion_groups,
+    missing_split_files,
     one_hot_label,
+    prepare_download,
+    read_lesion_ids,
     read_table,
+    root_folder,
+    split_dataset,
     warn_once,
 )
-from synergic.data.paths import default_data_root
 from synergic.errors import SynergicError
 
 CLASSES = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC")
@@ -73,7 +78,6 @@ DOWNLOAD_FILES = (
 metadata (lesion ids)."""
 
 _TITLE = "ISIC 2019"
-_DOWNLOAD_HINT = "run 'synergic data download isic2019' or set data.root"
 
 
 def isic2019(
@@ -101,7 +105,7 @@ def isic2019(
     check_split_name(split, "isic2019")
     if split == "val":
         raise NoSuchSplit("isic2019 has no validation split")
-    root_dir = Path(root).expanduser() if root is not None else default_data_root("isic2019")
+    root_dir = root_folder(root, "isic2019")
     image_dir_name, csv_name = SPLIT_FILES[split]
     if split == "test" and not download and (root_dir / image_dir_name).is_dir() \
             and not (root_dir / csv_name).is_file():
@@ -126,39 +130,21 @@ def isic2019(
         )
     if not rows:
         raise SynergicError(f"{csv_path} lists no images of the eight classes; re-download it")
-    ids = [image_id for image_id, _ in rows]
-    paths = image_paths(
-        ids, root_dir / image_dir_name, csv_path=csv_path, title=_TITLE, hint=_DOWNLOAD_HINT
-    )
-    dataset = FileImageDataset(
-        CLASSES, ids, [label for _, label in rows], paths, name=f"isic2019 ({split})",
-        source=csv_path,
+    dataset = split_dataset(
+        CLASSES, rows, root_dir / image_dir_name, csv_path, name=f"isic2019 ({split})",
+        title=_TITLE, dataset="isic2019",
     )
     dataset.primary_metric = "balanced_accuracy"
     if split == "train":
-        metadata = root_dir / METADATA
-        if metadata.is_file():
-            lesions = read_lesion_ids(metadata)
-            dataset.groups = {"lesion": [lesions.get(image_id) or image_id for image_id in ids]}
-        else:
-            warn_once(
-                f"{_TITLE}: no {METADATA} in {root_dir}, so the training images have no lesion "
-                "groups and images of one lesion can fall on both sides of a validation split "
-                "or cross-validation fold; download it with 'synergic data download isic2019'",
-                source=root_dir,
-            )
+        groups = lesion_groups(dataset.ids, root_dir / METADATA, title=_TITLE, dataset="isic2019")
+        if groups is not None:
+            dataset.groups = groups
     return dataset
 
 
 def missing_files(root: Path, split: str) -> list[str]:
     """Which of the split's image folder and ground-truth CSV are not in ``root``."""
-    image_dir_name, csv_name = SPLIT_FILES[split]
-    missing = []
-    if not (root / image_dir_name).is_dir():
-        missing.append(image_dir_name)
-    if not (root / csv_name).is_file():
-        missing.append(csv_name)
-    return missing
+    return missing_split_files(root, *SPLIT_FILES[split])
 
 
 def read_ground_truth(
@@ -188,19 +174,6 @@ def read_ground_truth(
     return rows, unknown
 
 
-def read_lesion_ids(csv_path: Path) -> dict[str, str]:
-    """``{image id: lesion id}`` from :data:`METADATA`; a blank lesion id is left out.
-
-    Raises:
-        SynergicError: not the official header (``image,...,lesion_id,...``), an image id twice.
-    """
-    return {
-        row["image"]: row["lesion_id"]
-        for _, row in read_table(csv_path, ("image", "lesion_id"))
-        if row["lesion_id"]
-    }
-
-
 def download(
     root: str | os.PathLike[str] | None = None,
     *,
@@ -219,45 +192,24 @@ def download(
     Raises:
         SynergicError: a failed or damaged download, in one line.
     """
-    from synergic.data.download import (
-        data_root,
-        fetch,
-        fetch_unpacked,
-        has_one_image_per_row,
-        verify_images,
-    )
-
     # A copy still without the test ground truth (published after the challenge) is a copy:
     # completing it is fetching that one file into it.
-    check_no_copy_nearby(
-        Path(root).expanduser() if root is not None else default_data_root("isic2019"),
+    root_dir, base = prepare_download(
+        root, base_url,
         lambda folder: [*missing_files(folder, "train"),
                         *[name for name in missing_files(folder, "test")
                           if name != SPLIT_FILES["test"][1]]],
         3, title=_TITLE, dataset="isic2019",
     )
-    root_dir = data_root(root, "isic2019")
-    base = base_url if base_url.endswith("/") else base_url + "/"
-    for split, (image_dir_name, csv_name) in SPLIT_FILES.items():
-        csv_path = fetch(base + csv_name, root_dir / csv_name, progress=progress)
 
-        def read_ids(csv_path: Path = csv_path) -> list[str]:
-            return [row["image"] for _, row in read_table(csv_path, ("image", *CLASSES, UNKNOWN))]
+    def all_ids(csv_path: Path) -> list[str]:  # UNK rows too: the archives hold their images
+        return [row["image"] for _, row in read_table(csv_path, ("image", *CLASSES, UNKNOWN))]
 
-        folder = fetch_unpacked(
-            base, root_dir / image_dir_name, progress=progress,
-            complete=lambda folder: has_one_image_per_row(folder, read_ids),
-        )
-        verify_images(
-            folder, read_ids, what=f"{_TITLE} {split} data", source=csv_path, dataset="isic2019"
-        )
-    metadata = fetch(base + METADATA, root_dir / METADATA, progress=progress)
-    try:
-        read_lesion_ids(metadata)
-    except SynergicError as error:
-        metadata.unlink()
-        raise SynergicError(
-            f"downloaded {_TITLE} metadata is damaged and was deleted: {error}; run "
-            "'synergic data download isic2019' again"
-        ) from None
+    fetch_splits(
+        base, root_dir, SPLIT_FILES, all_ids, title=_TITLE, dataset="isic2019", progress=progress
+    )
+    fetch_table(
+        base, root_dir / METADATA, read_lesion_ids, what=f"{_TITLE} metadata",
+        dataset="isic2019", progress=progress,
+    )
     return root_dir

@@ -32,14 +32,16 @@ from pathlib import Path
 from synergic.data import NoSuchSplit
 from synergic.data.datasets.base import FileImageDataset, check_split_name
 from synergic.data.datasets.isic_files import (
-    check_no_copy_nearby,
+    csv_rows,
+    fetch_table,
     find_files,
-    image_paths,
     indicator,
+    prepare_download,
     read_table,
+    root_folder,
+    split_dataset,
     warn_once,
 )
-from synergic.data.paths import default_data_root
 from synergic.errors import SynergicError
 
 CLASSES = ("benign", "malignant")
@@ -68,7 +70,6 @@ DOWNLOAD_FILES = (IMAGES_ARCHIVE, GROUND_TRUTH, DUPLICATES)
 DEFAULT_TEST_PERCENT = 20
 
 _TITLE = "ISIC 2020"
-_DOWNLOAD_HINT = "run 'synergic data download isic2020' or set data.root"
 
 
 def isic2020(
@@ -110,7 +111,7 @@ def isic2020(
             f"data.options.test_percent: isic2020 takes an integer from 1 to 99 (the share of "
             f"patients in the test split), got {test_percent!r}"
         )
-    root_dir = Path(root).expanduser() if root is not None else default_data_root("isic2020")
+    root_dir = root_folder(root, "isic2020")
     find_files(
         root_dir, missing_files, 2, title=_TITLE, dataset="isic2020",
         download=globals()["download"] if download else None,
@@ -141,13 +142,9 @@ def isic2020(
             f"{_TITLE}: the {split} split of {csv_path} is empty with test_percent={test_percent}; "
             "set data.options.test_percent nearer 50"
         )
-    ids = [row["image_name"] for row in rows]
-    paths = image_paths(
-        ids, root_dir / IMAGES, csv_path=csv_path, title=_TITLE, hint=_DOWNLOAD_HINT
-    )
-    dataset = FileImageDataset(
-        CLASSES, ids, [row["label"] for row in rows], paths, name=f"isic2020 ({split})",
-        source=csv_path,
+    dataset = split_dataset(
+        CLASSES, [(row["image_name"], row["label"]) for row in rows], root_dir / IMAGES,
+        csv_path, name=f"isic2020 ({split})", title=_TITLE, dataset="isic2020",
     )
     dataset.primary_metric = "auc"
     dataset.groups = {"patient": [patient_of(row) for row in rows]}
@@ -207,28 +204,16 @@ def read_duplicates(csv_path: Path) -> set[str]:
     Raises:
         SynergicError: not the official header (``image_name_1,image_name_2``), naming the file.
     """
-    import csv
-
     # Not read_table: that wants a unique first column, and an image may be in several pairs.
-    try:
-        with open(csv_path, newline="", encoding="utf-8-sig") as file:
-            reader = csv.DictReader(file)
-            columns = [name.strip() for name in reader.fieldnames or []]
-            if "image_name_1" not in columns or "image_name_2" not in columns:
-                raise SynergicError(
-                    f"{csv_path}: expected a header with the columns image_name_1,image_name_2, "
-                    f"got {','.join(columns)!r}; re-download it"
-                )
-            reader.fieldnames = columns
-            return {(row["image_name_2"] or "").strip() for row in reader} - {""}
-    except UnicodeDecodeError:
-        raise SynergicError(f"{csv_path} is not a text CSV file; re-download it") from None
-    except csv.Error as error:
-        raise SynergicError(f"{csv_path}: unreadable CSV ({error}); re-download it") from None
-    except OSError as error:
+    rows = csv_rows(csv_path)
+    _, header = next(rows, (0, []))
+    if "image_name_1" not in header or "image_name_2" not in header:
         raise SynergicError(
-            f"cannot read {csv_path}: {error.strerror or error}; check its permissions"
-        ) from None
+            f"{csv_path}: expected a header with the columns image_name_1,image_name_2, "
+            f"got {','.join(header)!r}; re-download it"
+        )
+    second = header.index("image_name_2")
+    return {cells[second] for _, cells in rows if second < len(cells)} - {""}
 
 
 def download(
@@ -252,19 +237,15 @@ def download(
     """
     from synergic.data.download import (
         completion_marker,
-        data_root,
         fetch,
         has_one_image_per_row,
         unpack_zip,
         verify_images,
     )
 
-    check_no_copy_nearby(
-        Path(root).expanduser() if root is not None else default_data_root("isic2020"),
-        missing_files, 2, title=_TITLE, dataset="isic2020",
+    root_dir, base = prepare_download(
+        root, base_url, missing_files, 2, title=_TITLE, dataset="isic2020"
     )
-    root_dir = data_root(root, "isic2020")
-    base = base_url if base_url.endswith("/") else base_url + "/"
     csv_path = fetch(base + GROUND_TRUTH, root_dir / GROUND_TRUTH, progress=progress)
 
     def read_ids() -> list[str]:
@@ -280,13 +261,8 @@ def download(
         marker.touch()
         archive.unlink()
     verify_images(folder, read_ids, what=f"{_TITLE} data", source=csv_path, dataset="isic2020")
-    duplicates = fetch(base + DUPLICATES, root_dir / DUPLICATES, progress=progress)
-    try:
-        read_duplicates(duplicates)
-    except SynergicError as error:
-        duplicates.unlink()
-        raise SynergicError(
-            f"downloaded {_TITLE} duplicates list is damaged and was deleted: {error}; run "
-            "'synergic data download isic2020' again"
-        ) from None
+    fetch_table(
+        base, root_dir / DUPLICATES, read_duplicates, what=f"{_TITLE} duplicates list",
+        dataset="isic2020", progress=progress,
+    )
     return root_dir

@@ -1,8 +1,10 @@
 """What the ISIC challenge data sets share: reading their ground-truth CSVs, finding their images,
-and pointing at official files unpacked in the wrong folder.
+pointing at official files unpacked in the wrong folder, opening a split as a
+:class:`~synergic.data.datasets.base.FileImageDataset`, lesion groups, and the steps of a download.
 
-Used by :mod:`~synergic.data.datasets.isic2017` and :mod:`~synergic.data.datasets.isic2018` (and
-open to the later years). The official CSVs have a header row whose first column is the image id;
+Used by :mod:`~synergic.data.datasets.isic2016` to :mod:`~synergic.data.datasets.isic2020`; each
+of those keeps its own layout, label parsing and quirks, and calls these for the rest. The
+official CSVs (from 2017 on) have a header row whose first column is the image id;
 they come with CRLF or LF line ends, with or without a UTF-8 byte-order mark and a final newline,
 and all of these are read alike (the standard library's :mod:`csv`, ``encoding="utf-8-sig"``).
 The CSV decides what is in a split: an image in the folder that no row names is ignored, a row
@@ -12,10 +14,13 @@ whose image is missing is an error.
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from synergic.data.datasets.base import FileImageDataset
 from synergic.data.listing import is_ignored
+from synergic.data.paths import default_data_root
 from synergic.errors import SynergicError
 
 #: The end of an error about an official CSV's content: what to do about it.
@@ -24,14 +29,36 @@ FIX_OR_DOWNLOAD = "; fix the file or re-download it"
 __all__ = [
     "FIX_OR_DOWNLOAD",
     "check_no_copy_nearby",
+    "csv_rows",
+    "download_hint",
+    "fetch_split_images",
+    "fetch_splits",
+    "fetch_table",
     "find_files",
     "image_paths",
     "indicator",
     "layout_hint",
+    "lesion_groups",
+    "missing_split_files",
     "one_hot_label",
+    "prepare_download",
+    "read_lesion_ids",
     "read_table",
+    "root_folder",
+    "split_dataset",
     "warn_once",
 ]
+
+
+def root_folder(root: str | os.PathLike[str] | None, dataset: str) -> Path:
+    """``root`` with ``~`` expanded, or :func:`synergic.data.paths.default_data_root`
+    ``(dataset)`` when it is None; not created."""
+    return Path(root).expanduser() if root is not None else default_data_root(dataset)
+
+
+def download_hint(dataset: str) -> str:
+    """How to get a data set's files, as the end of an error message."""
+    return f"run 'synergic data download {dataset}' or set data.root"
 
 
 _WARNED: set[tuple[str, str]] = set()
@@ -52,53 +79,21 @@ def warn_once(message: str, *, source: Path, stacklevel: int = 2) -> None:
     warnings.warn(message, stacklevel=stacklevel + 1)
 
 
-def read_table(csv_path: Path, columns: Sequence[str]) -> list[tuple[int, dict[str, str]]]:
-    """The rows of an official ISIC CSV with a header, as ``(line number, {column: cell})``.
-
-    ``columns`` are the columns that must be in the header (in any order; others are kept too);
-    the first of them is the image id, which must be unique. Blank lines are skipped; cells are
-    stripped of surrounding spaces.
+def csv_rows(csv_path: Path) -> Iterator[tuple[int, list[str]]]:
+    """The rows of a CSV file as ``(line number, cells)``, cells stripped of surrounding spaces,
+    blank rows skipped; CRLF or LF line ends, with or without a UTF-8 byte-order mark (the
+    standard library's :mod:`csv`, ``encoding="utf-8-sig"``).
 
     Raises:
-        SynergicError: one line naming the file (and line): not a text file, a header without
-            one of ``columns``, a row with fewer cells than the header, an image id twice.
+        SynergicError: one line naming the file: not a text file, not a CSV, unreadable.
     """
-    rows: list[tuple[int, dict[str, str]]] = []
-    first_line: dict[str, int] = {}
     try:
         # newline="" lets the csv module handle CRLF line ends; utf-8-sig drops a BOM.
         with open(csv_path, newline="", encoding="utf-8-sig") as file:
             reader = csv.reader(file)
-            header: list[str] | None = None
             for cells in reader:
-                line = reader.line_num
-                if not cells or all(not cell.strip() for cell in cells):
-                    continue
-                cells = [cell.strip() for cell in cells]
-                if header is None:
-                    absent = [column for column in columns if column not in cells]
-                    if absent:
-                        raise SynergicError(
-                            f"{csv_path} line {line}: expected a header with the columns "
-                            f"{','.join(columns)}, got {','.join(cells)!r} (missing {absent[0]}); "
-                            "re-download it"
-                        )
-                    header = cells
-                    continue
-                if len(cells) < len(header):
-                    raise SynergicError(
-                        f"{csv_path} line {line}: {len(cells)} cells for the {len(header)} "
-                        f"columns of the header ({','.join(header)}){FIX_OR_DOWNLOAD}"
-                    )
-                row = dict(zip(header, cells))
-                image_id = row[columns[0]]
-                if image_id in first_line:
-                    raise SynergicError(
-                        f"{csv_path}: image id {image_id} appears twice "
-                        f"(lines {first_line[image_id]} and {line}){FIX_OR_DOWNLOAD}"
-                    )
-                first_line[image_id] = line
-                rows.append((line, row))
+                if cells and any(cell.strip() for cell in cells):
+                    yield reader.line_num, [cell.strip() for cell in cells]
     except UnicodeDecodeError:
         raise SynergicError(f"{csv_path} is not a text CSV file; re-download it") from None
     except csv.Error as error:
@@ -107,6 +102,47 @@ def read_table(csv_path: Path, columns: Sequence[str]) -> list[tuple[int, dict[s
         raise SynergicError(
             f"cannot read {csv_path}: {error.strerror or error}; check its permissions"
         ) from None
+
+
+def read_table(csv_path: Path, columns: Sequence[str]) -> list[tuple[int, dict[str, str]]]:
+    """The rows of an official ISIC CSV with a header, as ``(line number, {column: cell})``.
+
+    ``columns`` are the columns that must be in the header (in any order; others are kept too);
+    the first of them is the image id, which must be unique. Blank lines are skipped; cells are
+    stripped of surrounding spaces (:func:`csv_rows`).
+
+    Raises:
+        SynergicError: one line naming the file (and line): not a text file, a header without
+            one of ``columns``, a row with fewer cells than the header, an image id twice.
+    """
+    rows: list[tuple[int, dict[str, str]]] = []
+    first_line: dict[str, int] = {}
+    header: list[str] | None = None
+    for line, cells in csv_rows(csv_path):
+        if header is None:
+            absent = [column for column in columns if column not in cells]
+            if absent:
+                raise SynergicError(
+                    f"{csv_path} line {line}: expected a header with the columns "
+                    f"{','.join(columns)}, got {','.join(cells)!r} (missing {absent[0]}); "
+                    "re-download it"
+                )
+            header = cells
+            continue
+        if len(cells) < len(header):
+            raise SynergicError(
+                f"{csv_path} line {line}: {len(cells)} cells for the {len(header)} "
+                f"columns of the header ({','.join(header)}){FIX_OR_DOWNLOAD}"
+            )
+        row = dict(zip(header, cells))
+        image_id = row[columns[0]]
+        if image_id in first_line:
+            raise SynergicError(
+                f"{csv_path}: image id {image_id} appears twice "
+                f"(lines {first_line[image_id]} and {line}){FIX_OR_DOWNLOAD}"
+            )
+        first_line[image_id] = line
+        rows.append((line, row))
     return rows
 
 
@@ -208,10 +244,207 @@ def find_files(
             download(root)
             absent = missing(root)
     if absent:
-        raise SynergicError(
-            f"{title} not found at {root}{detail()}: run 'synergic data download {dataset}' "
-            "or set data.root"
+        raise SynergicError(f"{title} not found at {root}{detail()}: {download_hint(dataset)}")
+
+
+def missing_split_files(root: Path, image_dir_name: str, csv_name: str) -> list[str]:
+    """Which of a split's image folder and ground-truth CSV (names relative to ``root``) are not
+    in ``root``, for :func:`find_files` and :func:`layout_hint`."""
+    missing = []
+    if not (root / image_dir_name).is_dir():
+        missing.append(image_dir_name)
+    if not (root / csv_name).is_file():
+        missing.append(csv_name)
+    return missing
+
+
+def split_dataset(
+    classes: Sequence[str],
+    rows: Sequence[tuple[str, int]],
+    image_dir: Path,
+    csv_path: Path,
+    *,
+    name: str,
+    title: str,
+    dataset: str,
+) -> FileImageDataset:
+    """A split as a :class:`~synergic.data.datasets.base.FileImageDataset` from its ground-truth
+    ``rows`` (``(image id, class index)`` in file order, read from ``csv_path``) and its image
+    folder: image ``image_dir/<id>.jpg`` per row (:func:`image_paths`), ``source=csv_path``.
+
+    Raises:
+        SynergicError: no rows (``csv_path`` lists no images); an image missing, as
+            :func:`image_paths` says.
+    """
+    if not rows:
+        raise SynergicError(f"{csv_path} lists no images; re-download it")
+    ids = [image_id for image_id, _ in rows]
+    paths = image_paths(
+        ids, image_dir, csv_path=csv_path, title=title, hint=download_hint(dataset)
+    )
+    return FileImageDataset(
+        classes, ids, [label for _, label in rows], paths, name=name, source=csv_path
+    )
+
+
+def read_lesion_ids(csv_path: Path) -> dict[str, str]:
+    """``{image id: lesion id}`` from a CSV with the columns ``image`` and ``lesion_id`` (ISIC
+    2018's lesion groupings, ISIC 2019's metadata); a blank lesion id is left out.
+
+    Raises:
+        SynergicError: not such a header, an image id twice (:func:`read_table`).
+    """
+    return {
+        row["image"]: row["lesion_id"]
+        for _, row in read_table(csv_path, ("image", "lesion_id"))
+        if row["lesion_id"]
+    }
+
+
+def lesion_groups(
+    ids: Sequence[str], csv_path: Path, *, title: str, dataset: str
+) -> dict[str, list[str]] | None:
+    """``{"lesion": [lesion id per image]}`` for the training images ``ids`` from the lesion ids
+    in ``csv_path`` (:func:`read_lesion_ids`); an image without one is a lesion of its own.
+
+    Without the file: None, and one warning (:func:`warn_once`) that images of one lesion can
+    then fall on both sides of a validation split or cross-validation fold, and how to get it.
+
+    Raises:
+        SynergicError: the file is not in its official format (:func:`read_lesion_ids`).
+    """
+    if not csv_path.is_file():
+        warn_once(
+            f"{title}: no {csv_path.name} in {csv_path.parent}, so the training images have no "
+            "lesion groups and images of one lesion can fall on both sides of a validation split "
+            f"or cross-validation fold; download it with 'synergic data download {dataset}'",
+            source=csv_path.parent,
+            stacklevel=3,
         )
+        return None
+    lesions = read_lesion_ids(csv_path)
+    return {"lesion": [lesions.get(image_id) or image_id for image_id in ids]}
+
+
+# ------------------------------------------------------------------------------------ downloads
+
+
+def prepare_download(
+    root: str | os.PathLike[str] | None,
+    base_url: str,
+    missing: Callable[[Path], Sequence[str]],
+    required: int,
+    *,
+    title: str,
+    dataset: str,
+) -> tuple[Path, str]:
+    """The first steps of a download: refuse when a complete copy lies near ``root``
+    (:func:`check_no_copy_nearby`), then create ``root``
+    (:func:`synergic.data.download.data_root`). Returns ``(root folder, base_url ending in
+    "/")``.
+
+    Raises:
+        SynergicError: a copy near ``root``; ``root`` cannot be created.
+    """
+    from synergic.data.download import data_root
+
+    check_no_copy_nearby(
+        root_folder(root, dataset), missing, required, title=title, dataset=dataset
+    )
+    base = base_url if base_url.endswith("/") else base_url + "/"
+    return data_root(root, dataset), base
+
+
+def fetch_split_images(
+    base_url: str,
+    folder: Path,
+    csv_path: Path,
+    read_ids: Callable[[Path], Sequence[str]],
+    *,
+    what: str,
+    dataset: str,
+    progress: bool = True,
+) -> Path:
+    """Make sure ``folder`` holds a split's images, one per row of its ground truth
+    ``csv_path`` (``read_ids(csv_path)``, every row, also those the data set leaves out):
+    :func:`synergic.data.download.fetch_unpacked` (``<base_url><folder name>.zip``, skipped for a
+    copy unpacked by hand with one image per row), then
+    :func:`synergic.data.download.verify_images`. Returns ``folder``.
+
+    Raises:
+        SynergicError: a failed or damaged download; a folder short of images, naming ``what``
+            (e.g. ``"ISIC 2017 val data"``).
+    """
+    from synergic.data.download import fetch_unpacked, has_one_image_per_row, verify_images
+
+    def ids() -> Sequence[str]:
+        return read_ids(csv_path)
+
+    folder = fetch_unpacked(
+        base_url, folder, progress=progress,
+        complete=lambda unpacked: has_one_image_per_row(unpacked, ids),
+    )
+    verify_images(folder, ids, what=what, source=csv_path, dataset=dataset)
+    return folder
+
+
+def fetch_splits(
+    base_url: str,
+    root: Path,
+    split_files: dict[str, tuple[str, str]],
+    read_ids: Callable[[Path], Sequence[str]],
+    *,
+    title: str,
+    dataset: str,
+    progress: bool = True,
+) -> None:
+    """For each split of ``split_files`` (``{split: (image folder, ground-truth CSV)}``, names
+    relative to ``root``, as ISIC 2016, 2017 and 2019 publish them): fetch the CSV
+    (:func:`synergic.data.download.fetch`), then the images (:func:`fetch_split_images`, whose
+    ``what`` is ``"<title> <split> data"``).
+
+    Raises:
+        SynergicError: a failed or damaged download, in one line.
+    """
+    from synergic.data.download import fetch
+
+    for split, (image_dir_name, csv_name) in split_files.items():
+        fetch_split_images(
+            base_url, root / image_dir_name,
+            fetch(base_url + csv_name, root / csv_name, progress=progress), read_ids,
+            what=f"{title} {split} data", dataset=dataset, progress=progress,
+        )
+
+
+def fetch_table(
+    base_url: str,
+    path: Path,
+    read: Callable[[Path], object],
+    *,
+    what: str,
+    dataset: str,
+    progress: bool = True,
+) -> Path:
+    """Fetch the official file ``<base_url><path name>`` to ``path``
+    (:func:`synergic.data.download.fetch`, nothing when it is there) and check it with
+    ``read(path)``; a file that ``read`` refuses is deleted. Returns ``path``.
+
+    Raises:
+        SynergicError: a failed download; ``"downloaded <what> is damaged and was deleted:
+            <read's error>"`` and to run the download again.
+    """
+    from synergic.data.download import fetch
+
+    fetched = fetch(base_url + path.name, path, progress=progress)
+    try:
+        read(fetched)
+    except SynergicError as error:
+        fetched.unlink()
+        raise SynergicError(
+            f"downloaded {what} is damaged and was deleted: {error}; run "
+            f"'synergic data download {dataset}' again"
+        ) from None
+    return fetched
 
 
 def check_no_copy_nearby(
