@@ -7,6 +7,7 @@ do. The command line prints it without a traceback (``--debug`` shows one) and e
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 
 
@@ -36,15 +37,19 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     return f" (did you mean '{hits[0]}'?)" if hits else ""
 
 
+_COLOUR_CODES = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def first_line(error: BaseException | str, limit: int = 200) -> str:
     """The first non-empty line of an error's message (another library's, usually), cut at a word
     boundary to at most ``limit`` characters with ``...``: what a one-line message may quote.
 
     Libraries' messages run to many lines (SQLAlchemy appends the SQL statement and its
-    parameters, PyTorch a C++ trace); only the first line says what went wrong. An empty message
-    gives the exception's type name.
+    parameters, PyTorch a C++ trace); only the first line says what went wrong. Terminal colour
+    codes (safetensors, huggingface_hub) are dropped. An empty message gives the exception's type
+    name.
     """
-    text = str(error)
+    text = _COLOUR_CODES.sub("", str(error))
     line = next((line.strip() for line in text.splitlines() if line.strip()), "")
     if not line:
         return type(error).__name__ if isinstance(error, BaseException) else ""

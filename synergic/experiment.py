@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from synergic.errors import SynergicError
+from synergic.errors import SynergicError, first_line
 from synergic.recipe import Recipe
 
 from synergic.rundir import (  # noqa: F401 - the run directory's format lives there
@@ -547,7 +547,7 @@ def _check_image_size(model, recipe: Recipe) -> None:
     except (RuntimeError, AssertionError, ValueError) as error:
         # RuntimeError: a kernel larger than the feature map; AssertionError/ValueError: e.g. a
         # vision transformer whose patch size does not divide the image.
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+        first = first_line(error, 160)
         problem = "is too small for" if isinstance(error, RuntimeError) else "does not suit"
         raise SynergicError(
             f"data.image_size {size} {problem} backbone '{recipe.model.backbone.name}' "

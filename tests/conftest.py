@@ -6,6 +6,10 @@ import os
 # idle OpenMP threads sleep instead of spinning, which on a busy 2-core machine made in-process
 # training tests several times slower (docs/benchmarks.md, "CPU threads").
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# The suite runs one pytest-xdist worker per core: one torch thread each fills the machine without
+# oversubscribing it (a test that compares bytes compares runs made with the same thread count).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from pathlib import Path  # noqa: E402
 

@@ -4,13 +4,17 @@ Each ``make_isicYYYY(root, ...)`` writes tiny JPEGs and the official CSVs (offic
 line ends and the other quirks of the real files, plus the files the real folders hold beside the
 images) under ``root`` and returns ``root``. Rows are given as ``{image id: class name}`` per
 split, in file order; an image is a solid colour that depends on its class, so a model can learn
-the labels. ``tests/challenge_server.archives_of(root)`` turns a layout into the published files.
+the labels. ``tests/challenge_server.archives_of(root)`` turns a layout into the published files;
+:func:`publishing` serves them, :func:`assert_downloads_once` checks a download from them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from challenge_server import ChallengeServer, archives_of, serving
 from PIL import Image
 
 ISIC2017_ROWS = {
@@ -282,3 +286,42 @@ def make_isic2020(root: Path, rows: dict[str, tuple[str, str, str]] | None = Non
         write_csv(root / "ISIC_2020_Training_Duplicates.csv",
                   ["image_name_1,image_name_2"] + [f"{a},{b}" for a, b in duplicates], crlf=crlf)
     return root
+
+
+# ------------------------------------------------------------------------------------- downloads
+
+
+@contextmanager
+def publishing(layout: Path, year: str, monkeypatch, *,
+               renamed: dict[str, str] | None = None) -> Iterator[ChallengeServer]:
+    """A :class:`~challenge_server.ChallengeServer` on 127.0.0.1 publishing ``layout`` under
+    ``/<year>/`` as the challenge does (:func:`~challenge_server.archives_of`), with the
+    published names in ``renamed`` (old -> new) changed."""
+    published = archives_of(layout)
+    for old, new in (renamed or {}).items():
+        published[new] = published.pop(old)
+    with serving(ChallengeServer(published, year), monkeypatch) as server:
+        yield server
+
+
+def assert_downloads_once(module, server: ChallengeServer, root: Path) -> Path:
+    """``server`` publishes ``module.DOWNLOAD_FILES``; ``module.download(root)`` from it requests
+    each once and leaves no archive, partial file or half-unpacked folder; a second call requests
+    nothing. Returns ``root``."""
+    assert sorted(server.files) == sorted(module.DOWNLOAD_FILES)
+    assert module.download(root, base_url=server.url, progress=False) == root
+    assert sorted(server.names_requested()) == sorted(module.DOWNLOAD_FILES)
+    assert [path.name for pattern in ("*.zip", "*.part", ".*.unpacking")
+            for path in root.glob(pattern)] == []
+    server.requests.clear()
+    module.download(root, base_url=server.url, progress=False)
+    assert server.requests == []
+    return root
+
+
+def download_from(server: ChallengeServer, module, monkeypatch) -> None:
+    """Make ``module.download(root)``, as the factory's ``download=True`` calls it, fetch from
+    ``server`` without a progress bar."""
+    real = module.download
+    monkeypatch.setattr(module, "download",
+                        lambda root: real(root, base_url=server.url, progress=False))

@@ -6,36 +6,15 @@ step is before its last step is found by trying seeds, so ``best.pt`` and ``last
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import os
-import signal
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers import SigtermAtLog, error_lines, invoke
 from tiny_recipe import write_recipe
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def invoke(args) -> tuple[int, str]:
-    """``synergic ARGS`` in this process: exit code, and stdout and stderr together."""
-    from synergic.cli import main
-
-    output = io.StringIO()
-    with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as exit_:
-            code = exit_.code
-    return code, output.getvalue()
-
-
-def error_lines(output: str) -> list[str]:
-    return [line for line in output.splitlines() if line.startswith("error:")]
 
 
 def checkpoint_files(run_dir: Path) -> list[str]:
@@ -149,14 +128,9 @@ def test_an_interrupted_run_keeps_last_pt_whatever_the_setting(tmp_path):
     from synergic.recipe import load_recipe
     from synergic.training.trainer import TrainingInterrupted
 
-    class StopAtFourthLog:
-        def on_log(self, trainer, row):
-            if row["step"] == 4:
-                os.kill(os.getpid(), signal.SIGTERM)
-
     recipe = load_recipe(write_recipe(tmp_path / "tiny.yaml", **{"train.keep_checkpoints": "none"}))
     with pytest.raises(TrainingInterrupted):
-        run(recipe, tmp_path / "run", callbacks=[StopAtFourthLog()])
+        run(recipe, tmp_path / "run", callbacks=[SigtermAtLog(step=4)])
     assert "last.pt" in checkpoint_files(tmp_path / "run")
     assert not (tmp_path / "run" / "metrics.json").exists()
     assert "checkpoints" not in json.loads((tmp_path / "run" / "run.json").read_text())

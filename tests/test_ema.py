@@ -6,14 +6,13 @@ Everything runs on the CPU with one torch thread (byte-identical results), with 
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import invoke_apart
 from tiny_recipe import write_recipe
 
 from synergic import BalancedPairSampler, SynergicLoss, Trainer, build_model
@@ -145,19 +144,6 @@ def test_an_interrupted_and_resumed_trainer_has_the_same_average(tmp_path):
 # -- runs, eval and predict -----------------------------------------------------------------------
 
 
-def invoke(args) -> tuple[int, str, str]:
-    from synergic.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as exit_:
-            code = exit_.code
-    return code, out.getvalue(), err.getvalue()
-
-
 EMA_RECIPE = {"train.ema": {"decay": 0.8}, "train.eval_every": 2}
 
 
@@ -165,7 +151,7 @@ EMA_RECIPE = {"train.ema": {"decay": 0.8}, "train.eval_every": 2}
 def ema_run(tmp_path_factory, one_torch_thread) -> Path:
     folder = tmp_path_factory.mktemp("ema")
     recipe = write_recipe(folder / "tiny.yaml", **EMA_RECIPE)
-    code, out, err = invoke(["run", recipe, "--output", folder / "run", "--quiet"])
+    code, out, err = invoke_apart(["run", recipe, "--output", folder / "run", "--quiet"])
     assert code == 0, err
     return folder / "run"
 
@@ -190,7 +176,7 @@ def test_eval_and_predict_use_the_reported_ema_weights(ema_run, tmp_path):
     from synergic.data.datasets.synthetic import synthetic_lesions
 
     metrics = json.loads((ema_run / "metrics.json").read_text())
-    code, out, err = invoke(["eval", ema_run, "--json"])
+    code, out, err = invoke_apart(["eval", ema_run, "--json"])
     assert code == 0, err
     again = json.loads(out)
     assert again["weights"] == "ema"
@@ -198,7 +184,7 @@ def test_eval_and_predict_use_the_reported_ema_weights(ema_run, tmp_path):
     test_set = synthetic_lesions(root=None, split="test", num_test=16, image_size=32)
     image, _ = test_set[0]
     Image.fromarray(image.permute(1, 2, 0).numpy()).save(tmp_path / f"{test_set.ids[0]}.png")
-    code, out, err = invoke(["predict", ema_run, tmp_path / f"{test_set.ids[0]}.png"])
+    code, out, err = invoke_apart(["predict", ema_run, tmp_path / f"{test_set.ids[0]}.png"])
     assert code == 0, err
     with (ema_run / "predictions.csv").open(newline="") as handle:
         from_run = {row[0]: [float(v) for v in row[1:]] for row in list(csv.reader(handle))[1:]}
@@ -208,9 +194,10 @@ def test_eval_and_predict_use_the_reported_ema_weights(ema_run, tmp_path):
 
 def test_a_run_resumed_after_an_interruption_is_the_uninterrupted_run(ema_run, tmp_path):
     recipe = write_recipe(tmp_path / "tiny.yaml", **EMA_RECIPE, **{"train.iterations": 4})
-    code, out, err = invoke(["run", recipe, "--output", tmp_path / "run", "--quiet"])
+    code, out, err = invoke_apart(["run", recipe, "--output", tmp_path / "run", "--quiet"])
     assert code == 0, err
-    code, out, err = invoke(["resume", tmp_path / "run", "--set", "train.iterations=6", "--quiet"])
+    code, out, err = invoke_apart(["resume", tmp_path / "run", "--set", "train.iterations=6",
+                                   "--quiet"])
     assert code == 0, err
     resumed, straight = tmp_path / "run", ema_run
     assert (resumed / "predictions.csv").read_bytes() == (straight / "predictions.csv").read_bytes()

@@ -122,13 +122,16 @@ def test_torch_export_program_matches_predict(trained_run, images, tmp_path):
     from synergic.export import export_run
     from synergic.serving import predict_images
 
-    torch_log, records = logging.getLogger("torch"), _Records()
-    torch_log.addHandler(records)
+    records = _Records()
+    loggers = [logging.getLogger(name) for name in ("torch", "torch.export")]  # no propagation
+    for logger in loggers:
+        logger.addHandler(records)
     try:
         result = export_run(trained_run, tmp_path / "sdl.pt2", format="torch-export",
                             check_images=images)
     finally:
-        torch_log.removeHandler(records)
+        for logger in loggers:
+            logger.removeHandler(records)
     assert not [m for m in records.messages if ".pt2" in m or ".tmp" in m], records.messages
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sdl.pt2", "sdl.pt2.json"]
     assert result.exporter == "torch.export" and result.images == 3

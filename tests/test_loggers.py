@@ -414,9 +414,8 @@ def test_a_tracking_store_lost_mid_run_is_one_warning_line_and_mlflow_says_nothi
     """The MLflow sqlite store deleted during a run: one LoggerWarning with the database's own
     first line (no SQL statement); none of MLflow's log lines (its INFO "Creating initial MLflow
     database tables...", its ERROR traceback); MLflow's loggers as they were afterwards."""
-    pytest.importorskip("mlflow")
+    pytest.importorskip("mlflow")  # configures its loggers on import, as in a run
     pytest.importorskip("sqlalchemy")
-    import mlflow  # noqa: F401 - configures its loggers on import, as in a run
     from types import SimpleNamespace
 
     from synergic.loggers import LoggerWarning, open_loggers

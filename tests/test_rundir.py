@@ -5,7 +5,6 @@ Every run here is the tiny recipe (about a second); results compared exactly use
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -14,42 +13,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import error_lines, invoke, read_csv
 from tiny_recipe import write_recipe
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def invoke(args, cwd: Path | None = None) -> tuple[int, str]:
-    """``synergic ARGS`` in this process, as the console script runs it: exit code, and stdout
-    and stderr together."""
-    import contextlib
-    import io
-
-    from synergic.cli import main
-
-    output = io.StringIO()
-    old = Path.cwd()
-    if cwd is not None:
-        os.chdir(cwd)
-    try:
-        with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
-            try:
-                main([str(a) for a in args])
-                code = 0
-            except SystemExit as exit_:
-                code = exit_.code
-    finally:
-        os.chdir(old)
-    return code, output.getvalue()
-
-
-def error_lines(output: str) -> list[str]:
-    return [line for line in output.splitlines() if line.startswith("error:")]
-
-
-def read_csv(path: Path) -> list[list[str]]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        return list(csv.reader(handle))
 
 
 # -- the selected checkpoint ------------------------------------------------------------------

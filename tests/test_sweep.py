@@ -1,12 +1,11 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import statistics
 
 import pytest
 from click.testing import CliRunner
+from helpers import SigtermAtLog
 from PIL import Image
 
 from synergic.cli import cli, main
@@ -97,14 +96,6 @@ def test_a_failing_cell_stops_the_sweep_and_is_named(tiny_recipe, tmp_path):
     assert not (output / "summary.json").exists()
 
 
-class StopAtFirstLog:
-    """Sends this process SIGTERM once the first step is logged, as a job scheduler would: the
-    trainer finishes the step it is in, saves checkpoints/last.pt and stops."""
-
-    def on_log(self, trainer, row):
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
 def test_sweep_skips_finished_resumes_interrupted_and_summarises(tiny_recipe, tmp_path):
     output = tmp_path / "sweep"
     grid = ["train.synergic_weight=0,3"]
@@ -116,7 +107,7 @@ def test_sweep_skips_finished_resumes_interrupted_and_summarises(tiny_recipe, tm
 
     # The first attempt is stopped during its third run.
     def stop_in(run):
-        return [StopAtFirstLog()] if run.cell == interrupted.cell else []
+        return [SigtermAtLog()] if run.cell == interrupted.cell else []
 
     with pytest.raises(SweepCellError, match=r"^sweep stopped in cell train.synergic_weight=3 "
                                              r"seed 0 \(stopped by SIGTERM at step 2.*\): "

@@ -5,13 +5,11 @@ report` shows the cells with their intervals."""
 
 from __future__ import annotations
 
-import csv
 import json
-import os
-import signal
 
 import pytest
 from click.testing import CliRunner
+from helpers import SigtermAtLog, read_csv
 
 from synergic.cli import cli, main
 from synergic.cv import plan_cv
@@ -32,11 +30,6 @@ FAST = ["train.iterations=3", "train.eval_every=3", "train.checkpoint_every=2",
         "train.n_bootstrap=0"]
 GRID = "train.synergic_weight=0,3"
 CELLS = ["train.synergic_weight=0", "train.synergic_weight=3"]
-
-
-def read_csv(path):
-    with path.open(newline="", encoding="utf-8") as handle:
-        return list(csv.reader(handle))
 
 
 def test_each_cell_is_the_cross_validation_synergic_cv_makes_of_its_recipe(tiny_recipe, tmp_path):
@@ -60,7 +53,7 @@ def test_each_cell_is_the_cross_validation_synergic_cv_makes_of_its_recipe(tiny_
     (["--folds", "2", "--seeds", "2"], "--seeds 2 with --folds 2: .*--repeats"),
     (["--repeats", "2"], "--repeats and --group-by apply to cross-validations: add --folds"),
     (["--folds", "20"], "sweep cell train.synergic_weight=0: class 0 has .* fewer than the 20"),
-    (["--folds", "2", "--group-by", "patient"], "sweep cell .*--group-by patient: .*no such"),
+    (["--folds", "2", "--group-by", "patient"], "sweep cell .*--group-by patient: .*has no groups"),
     (["--folds", "2", "--launcher-option", "timeout_min=5"], "needs --launcher slurm"),
 ])
 def test_sweep_with_folds_refuses_in_one_line(tiny_recipe, tmp_path, capsys, arguments, words):
@@ -77,21 +70,13 @@ def test_sweep_with_folds_refuses_in_one_line(tiny_recipe, tmp_path, capsys, arg
     assert not (tmp_path / "s").exists()
 
 
-class StopAtFirstLog:
-    """Sends this process SIGTERM once the first step is logged, as a job scheduler would: the
-    trainer finishes the step it is in, saves checkpoints/last.pt and stops."""
-
-    def on_log(self, trainer, row):
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
 def test_a_sweep_of_cross_validations_resumes_and_summarises_each_cell(tiny_recipe, tmp_path):
     output = tmp_path / "sweep"
     # The first attempt is stopped in the second cell's first fold.
     with pytest.raises(SweepCellError, match=r"^sweep stopped in cell train.synergic_weight=3 "
                                              r"repeat 0 fold 0 \(stopped by SIGTERM at step 2"):
         run_sweep(tiny_recipe, [GRID], folds=2, overrides=FAST, output=output,
-                  callbacks=lambda run: [StopAtFirstLog()] if run.cell == CELLS[1] else [])
+                  callbacks=lambda run: [SigtermAtLog()] if run.cell == CELLS[1] else [])
     states = [run_state(output / cell / "repeat-0" / f"fold-{f}") for cell in CELLS
               for f in range(2)]
     assert states == ["finished", "finished", "interrupted", "empty"]

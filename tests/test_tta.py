@@ -6,15 +6,14 @@ is trained once for the module (about two seconds, one torch thread).
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import json
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
+from helpers import invoke_apart
 from tiny_recipe import write_recipe
 
 from synergic import build_model
@@ -155,24 +154,11 @@ def test_view_averaged_logits_are_log_probabilities_of_the_mean():
 # -- a run, eval and predict ----------------------------------------------------------------------
 
 
-def invoke(args) -> tuple[int, str, str]:
-    from synergic.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as exit_:
-            code = exit_.code
-    return code, out.getvalue(), err.getvalue()
-
-
 @pytest.fixture(scope="module")
 def flips_run(tmp_path_factory, one_torch_thread) -> Path:
     folder = tmp_path_factory.mktemp("tta")
     recipe = write_recipe(folder / "tiny.yaml", **{"train.tta": "flips"})
-    code, out, err = invoke(["run", recipe, "--output", folder / "run", "--quiet"])
+    code, out, err = invoke_apart(["run", recipe, "--output", folder / "run", "--quiet"])
     assert code == 0, err
     return folder / "run"
 
@@ -189,12 +175,12 @@ def test_a_run_records_its_tta_and_eval_reproduces_it(flips_run):
     metrics = json.loads((flips_run / "metrics.json").read_text())
     assert metrics["tta"] == "flips"
     assert load_recipe(flips_run / "recipe.yaml").train.tta == "flips"
-    code, out, err = invoke(["eval", flips_run, "--json"])
+    code, out, err = invoke_apart(["eval", flips_run, "--json"])
     assert code == 0, err
     again = json.loads(out)
     assert again["tta"] == "flips" and again["weights"] == "trained"
     assert again["aggregate"] == pytest.approx(metrics["test"], abs=1e-9)
-    code, out, err = invoke(["eval", flips_run, "--tta", "none", "--json"])
+    code, out, err = invoke_apart(["eval", flips_run, "--tta", "none", "--json"])
     assert code == 0, err
     assert json.loads(out)["tta"] == "none"
     assert json.loads((flips_run / "metrics.json").read_text()) == metrics  # never rewritten
@@ -203,13 +189,13 @@ def test_a_run_records_its_tta_and_eval_reproduces_it(flips_run):
 def test_eval_quiet_names_the_tta_it_used(flips_run):
     metrics = json.loads((flips_run / "metrics.json").read_text())
     values = " ".join(f"{name}={value:.4f}" for name, value in metrics["test"].items())
-    code, out, err = invoke(["eval", flips_run, "--quiet"])  # the run's own train.tta
+    code, out, err = invoke_apart(["eval", flips_run, "--quiet"])  # the run's own train.tta
     assert code == 0, err
     assert out == f"{values} tta=flips\n"
-    code, out, err = invoke(["eval", flips_run, "--tta", "none", "--quiet"])
+    code, out, err = invoke_apart(["eval", flips_run, "--tta", "none", "--quiet"])
     assert code == 0, err
     assert "tta=" not in out and out.startswith("ap=")
-    code, out, err = invoke(["eval", flips_run, "--tta", "d4", "--quiet"])
+    code, out, err = invoke_apart(["eval", flips_run, "--tta", "d4", "--quiet"])
     assert code == 0, err
     assert out.rstrip("\n").endswith(" tta=d4")
 
@@ -224,7 +210,7 @@ def test_predict_with_the_runs_tta_gives_its_predictions(flips_run, tmp_path):
         image, _ = test_set[index]
         Image.fromarray(image.permute(1, 2, 0).numpy()).save(tmp_path / f"{test_set.ids[index]}.png")
     from_run = read_predictions(flips_run / "predictions.csv")
-    code, out, err = invoke(["predict", flips_run, tmp_path, "--json"])
+    code, out, err = invoke_apart(["predict", flips_run, tmp_path, "--json"])
     assert code == 0, err
     answer = json.loads(out)
     assert answer["tta"] == "flips"
@@ -232,7 +218,7 @@ def test_predict_with_the_runs_tta_gives_its_predictions(flips_run, tmp_path):
         assert list(record["probabilities"].values()) == pytest.approx(
             from_run[Path(record["image"]).stem], abs=1e-5
         )
-    code, out, err = invoke(["predict", flips_run, tmp_path, "--tta", "none", "--output",
+    code, out, err = invoke_apart(["predict", flips_run, tmp_path, "--tta", "none", "--output",
                              tmp_path / "plain.csv"])
     assert code == 0, err
     plain = read_predictions(tmp_path / "plain.csv")
@@ -250,7 +236,7 @@ def test_train_tta_is_part_of_the_run_but_not_of_older_recipes(tmp_path):
 
 
 def test_eval_refuses_set_train_tta_and_names_the_option(flips_run):
-    code, out, err = invoke(["eval", flips_run, "--set", "train.tta=none"])
+    code, out, err = invoke_apart(["eval", flips_run, "--set", "train.tta=none"])
     assert code == 1
     assert err.strip().splitlines()[-1] == (
         "error: --set train.tta: the run's test-time augmentation is part of its results; "

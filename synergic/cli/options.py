@@ -92,7 +92,7 @@ def make_executor(launcher: str, output: Path, options) -> object | None:
     """
     import yaml
 
-    from synergic.errors import SynergicError
+    from synergic.errors import SynergicError, first_line
 
     if launcher == "local":
         if options:
@@ -114,7 +114,7 @@ def make_executor(launcher: str, output: Path, options) -> object | None:
     try:
         executor = submitit.AutoExecutor(folder=output / ".submitit", cluster=launcher)
     except RuntimeError as error:  # submitit: 'Could not detect "srun", are you indeed on ...'
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        first = first_line(error)
         raise SynergicError(
             f"--launcher {launcher}: submitit cannot submit from this machine ({first}): run "
             "on a Slurm login node, or use --launcher local"
@@ -122,6 +122,5 @@ def make_executor(launcher: str, output: Path, options) -> object | None:
     try:
         executor.update_parameters(**parameters)
     except (ValueError, TypeError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise SynergicError(f"--launcher-option: {first}") from None
+        raise SynergicError(f"--launcher-option: {first_line(error)}") from None
     return executor

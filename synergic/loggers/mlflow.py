@@ -57,8 +57,8 @@ def quiet_mlflow_logging() -> Iterator[None]:
         for other, logger in list(manager.loggerDict.items()):
             if other.startswith(name + ".") and isinstance(logger, logging.Logger):
                 saved.append((logger, logger.disabled, logger.level))
-        for logger, _, _ in saved:
-            logger.disabled = True
+    for logger, _, _ in saved:
+        logger.disabled = True
     try:
         yield
     finally:

@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 import torch
 from torch import nn
 
-from synergic.errors import SynergicError
+from synergic.errors import SynergicError, describe_error
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -290,10 +290,7 @@ def _name_list(names: list[str], limit: int = 4) -> str:
 
 
 def _first_line(error: Exception) -> str:
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()
-    line = text.splitlines()[0] if text else ""
-    line = line if len(line) <= 160 else line[:157] + "..."
-    return f"{type(error).__name__}: {line}" if line else type(error).__name__
+    return describe_error(error, 160)
 
 
 def _is_tensor_dict(value) -> bool:

@@ -164,7 +164,9 @@ class FusedSynergicForward:
             try:
                 logits, features = self.components_forward(images)
             except RuntimeError as error:
-                first = str(error).strip().splitlines()[0][:200]
+                from synergic.errors import first_line
+
+                first = first_line(error)
                 self.unfused_reason = f"torch.vmap cannot run this backbone ({first})"
                 warnings.warn(f"train.fuse_components: running the components one by one: "
                               f"{self.unfused_reason}", stacklevel=2)

@@ -24,7 +24,7 @@ from torch import nn
 
 from synergic.aggregators import sum_softmax
 from synergic.data.preprocess import normalize
-from synergic.errors import SynergicError
+from synergic.errors import SynergicError, first_line
 from synergic.loggers.csv import CSVLogger
 from synergic.losses import SynergicLoss
 from synergic.models.fused import FusedSynergicForward, resolve_fuse_components
@@ -517,8 +517,9 @@ class Trainer:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError) as error:
-            first = str(error).strip().splitlines()[0]
-            raise SynergicError(f"the checkpoint does not fit this model or optimiser: {first}") from None
+            raise SynergicError(
+                f"the checkpoint does not fit this model or optimiser: {first_line(error)}"
+            ) from None
         self._load_ema(state)
         self.scaler.load_state_dict(state["scaler"])
         restore_rng_state(state["rng"])

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from challenge_server import ChallengeServer, archives_of, serving
-from isic_layouts import ISIC2017_FILES, ISIC2017_ROWS, make_isic2017, write_csv
+from isic_layouts import (
+    ISIC2017_FILES,
+    ISIC2017_ROWS,
+    assert_downloads_once,
+    download_from,
+    make_isic2017,
+    publishing,
+    write_csv,
+)
 
 from synergic.data.datasets import isic2017 as isic
 from synergic.errors import SynergicError
@@ -135,21 +142,14 @@ def test_missing_files_and_files_one_folder_down(tmp_path):
 
 @pytest.fixture
 def server(tmp_path, monkeypatch):
-    published = archives_of(make_isic2017(tmp_path / "published"))
-    with serving(ChallengeServer(published, "2017"), monkeypatch) as fake:
+    with publishing(make_isic2017(tmp_path / "published"), "2017", monkeypatch) as fake:
         yield fake
 
 
 def test_download_fetches_the_official_files_once(server, tmp_path):
-    root = tmp_path / "isic2017"
-    assert isic.download(root, base_url=server.url, progress=False) == root
-    assert sorted(server.names_requested()) == sorted(isic.DOWNLOAD_FILES)
+    root = assert_downloads_once(isic, server, tmp_path / "isic2017")
     for split, rows in ISIC2017_ROWS.items():
         assert isic.isic2017(root, split=split).ids == list(rows)
-    assert not list(root.glob("*.zip")) and not list(root.glob("*.part"))
-    server.requests.clear()
-    isic.download(root, base_url=server.url, progress=False)
-    assert server.requests == []
 
 
 def test_a_truncated_archive_is_one_line_and_resumes(server, tmp_path):
@@ -172,9 +172,7 @@ def test_a_truncated_archive_is_one_line_and_resumes(server, tmp_path):
 
 
 def test_download_true_in_the_factory_downloads_when_missing(server, tmp_path, monkeypatch):
-    real = isic.download
-    monkeypatch.setattr(isic, "download", lambda root: real(root, base_url=server.url,
-                                                            progress=False))
+    download_from(server, isic, monkeypatch)
     assert isic.isic2017(tmp_path / "fresh", split="test", download=True).labels == [0, 1, 2, 0]
     assert len(server.requests) == len(isic.DOWNLOAD_FILES)
     server.requests.clear()

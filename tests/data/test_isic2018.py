@@ -7,13 +7,14 @@ import json
 import warnings
 
 import pytest
-from challenge_server import ChallengeServer, archives_of, serving
 from isic_layouts import (
     ISIC2018_CLASSES,
     ISIC2018_LESIONS,
     ISIC2018_ROWS,
+    assert_downloads_once,
     isic2018_names,
     make_isic2018,
+    publishing,
     write_csv,
 )
 
@@ -161,23 +162,15 @@ def test_files_unpacked_one_folder_down_are_pointed_at(tmp_path, monkeypatch):
 
 @pytest.fixture
 def server(tmp_path, monkeypatch):
-    published = archives_of(make_isic2018(tmp_path / "published"))
-    assert sorted(published) == sorted(isic.DOWNLOAD_FILES)
-    with serving(ChallengeServer(published, "2018"), monkeypatch) as fake:
+    with publishing(make_isic2018(tmp_path / "published"), "2018", monkeypatch) as fake:
         yield fake
 
 
 def test_download_is_complete_idempotent_and_loads_with_groups(server, tmp_path):
-    root = tmp_path / "isic2018"
-    assert isic.download(root, base_url=server.url, progress=False) == root
-    assert sorted(server.names_requested()) == sorted(isic.DOWNLOAD_FILES)
+    root = assert_downloads_once(isic, server, tmp_path / "isic2018")
     train = isic.isic2018(root, split="train")
     assert train.groups["lesion"][0] == "HAM_0000118"
     assert isic.isic2018(root, split="test").ids == list(ISIC2018_ROWS["test"])
-    assert not list(root.glob("*.zip")) and not list(root.glob(".*.unpacking"))
-    server.requests.clear()
-    isic.download(root, base_url=server.url, progress=False)
-    assert server.requests == []
 
 
 def test_a_truncated_archive_is_an_error_and_fetched_again(server, tmp_path):

@@ -4,8 +4,14 @@ and its download."""
 from __future__ import annotations
 
 import pytest
-from challenge_server import ChallengeServer, archives_of, serving
-from isic_layouts import ISIC2019_LESIONS, ISIC2019_ROWS, make_isic2019, write_csv
+from isic_layouts import (
+    ISIC2019_LESIONS,
+    ISIC2019_ROWS,
+    assert_downloads_once,
+    make_isic2019,
+    publishing,
+    write_csv,
+)
 
 from synergic.data import NoSuchSplit
 from synergic.data.datasets import isic2019 as isic
@@ -138,23 +144,34 @@ def test_a_carved_validation_split_keeps_each_lesion_on_one_side(root):
 
 @pytest.fixture
 def server(tmp_path, monkeypatch):
-    published = archives_of(make_isic2019(tmp_path / "published"))
-    with serving(ChallengeServer(published, "2019"), monkeypatch) as fake:
+    with publishing(make_isic2019(tmp_path / "published"), "2019", monkeypatch) as fake:
         yield fake
 
 
 def test_download_fetches_the_official_files_once(server, tmp_path):
-    root = tmp_path / "isic2019"
-    assert sorted(server.files) == sorted(isic.DOWNLOAD_FILES)
-    assert isic.download(root, base_url=server.url, progress=False) == root
-    assert sorted(server.names_requested()) == sorted(isic.DOWNLOAD_FILES)
+    root = assert_downloads_once(isic, server, tmp_path / "isic2019")
     assert isic.isic2019(root, split="train").ids == list(ISIC2019_ROWS["train"])
     with pytest.warns(UserWarning, match="left 2 test images"):
         assert len(isic.isic2019(root, split="test")) == 4
-    assert not list(root.glob("*.zip")) and not list(root.glob("*.part"))
+
+
+def test_damaged_metadata_is_deleted_and_fetched_again(server, tmp_path):
+    root = tmp_path / "isic2019"
+    published = server.files[isic.METADATA]
+    server.files[isic.METADATA] = b"image,age_approx\r\nISIC_0000001,55.0\r\n"  # no lesion_id
+    with pytest.raises(SynergicError) as caught:
+        isic.download(root, base_url=server.url, progress=False)
+    assert str(caught.value) == (
+        f"downloaded ISIC 2019 metadata is damaged and was deleted: {root / isic.METADATA} "
+        "line 1: expected a header with the columns image,lesion_id, got 'image,age_approx' "
+        "(missing lesion_id); re-download it; run 'synergic data download isic2019' again"
+    )
+    assert not (root / isic.METADATA).exists()
+    server.files[isic.METADATA] = published
     server.requests.clear()
     isic.download(root, base_url=server.url, progress=False)
-    assert server.requests == []
+    assert server.names_requested() == [isic.METADATA]
+    assert "lesion" in isic.isic2019(root, split="train").groups
 
 
 def test_download_later_fetches_only_the_test_ground_truth(server, tmp_path):

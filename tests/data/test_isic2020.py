@@ -7,8 +7,14 @@ import hashlib
 import warnings
 
 import pytest
-from challenge_server import ChallengeServer, archives_of, serving
-from isic_layouts import ISIC2020_ROWS, make_isic2020, write_csv
+from isic_layouts import (
+    ISIC2020_ROWS,
+    assert_downloads_once,
+    download_from,
+    make_isic2020,
+    publishing,
+    write_csv,
+)
 
 from synergic.data import NoSuchSplit
 from synergic.data.datasets import isic2020 as isic
@@ -173,29 +179,19 @@ def test_a_carved_validation_split_keeps_each_patient_on_one_side(root):
 
 @pytest.fixture
 def server(tmp_path, monkeypatch):
-    published = archives_of(make_isic2020(tmp_path / "published"))
     # The images are published as ISIC_2020_Training_JPEG.zip, which unpacks to train/.
-    published["ISIC_2020_Training_JPEG.zip"] = published.pop("train.zip")
-    with serving(ChallengeServer(published, "2020"), monkeypatch) as fake:
+    with publishing(make_isic2020(tmp_path / "published"), "2020", monkeypatch,
+                    renamed={"train.zip": "ISIC_2020_Training_JPEG.zip"}) as fake:
         yield fake
 
 
 def test_download_fetches_the_official_files_once(server, tmp_path):
-    root = tmp_path / "isic2020"
-    assert sorted(server.files) == sorted(isic.DOWNLOAD_FILES)
-    assert isic.download(root, base_url=server.url, progress=False) == root
-    assert sorted(server.names_requested()) == sorted(isic.DOWNLOAD_FILES)
+    root = assert_downloads_once(isic, server, tmp_path / "isic2020")
     assert load(root, "test").ids == expected("test")
     assert (root / ".train.complete").is_file()
-    assert not list(root.glob("*.zip")) and not list(root.glob("*.part"))
-    server.requests.clear()
-    isic.download(root, base_url=server.url, progress=False)
-    assert server.requests == []
 
 
 def test_download_true_in_the_factory_downloads_when_missing(server, tmp_path, monkeypatch):
-    real = isic.download
-    monkeypatch.setattr(isic, "download", lambda root: real(root, base_url=server.url,
-                                                            progress=False))
+    download_from(server, isic, monkeypatch)
     assert load(tmp_path / "fresh", "train", download=True).ids == expected("train")
     assert len(server.requests) == len(isic.DOWNLOAD_FILES)

@@ -23,12 +23,12 @@ from synergic.data import NoSuchSplit
 from synergic.data.datasets.base import FileImageDataset, check_split_name
 from synergic.data.datasets.isic_files import (
     csv_rows,
-    fetch_splits,
+    download_splits,
     find_files,
     missing_split_files,
-    prepare_download,
     root_folder,
     split_dataset,
+    twice_error,
 )
 from synergic.errors import SynergicError
 
@@ -125,10 +125,7 @@ def read_ground_truth(csv_path: Path) -> list[tuple[str, int]]:
                 "expected benign/malignant or 0/1; fix the file or re-download it"
             )
         if image_id in first_line:
-            raise SynergicError(
-                f"{csv_path}: image id {image_id} appears twice "
-                f"(lines {first_line[image_id]} and {line}); fix the file or re-download it"
-            )
+            raise twice_error(csv_path, image_id, first_line[image_id], line)
         first_line[image_id] = line
         rows.append((image_id, label))
     return rows
@@ -162,14 +159,8 @@ def download(
         SynergicError: a failed or damaged download, in one line (see
             :mod:`synergic.data.download`).
     """
-    root_dir, base = prepare_download(
-        root, base_url,
-        lambda folder: [name for split in SPLIT_FILES for name in missing_files(folder, split)],
-        2 * len(SPLIT_FILES), title=_TITLE, dataset="isic2016",
-    )
-    fetch_splits(
-        base, root_dir, SPLIT_FILES,
+    return download_splits(
+        root, base_url, SPLIT_FILES,
         lambda csv_path: [image_id for image_id, _ in read_ground_truth(csv_path)],
         title=_TITLE, dataset="isic2016", progress=progress,
     )
-    return root_dir

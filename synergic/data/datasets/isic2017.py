@@ -26,11 +26,10 @@ from pathlib import Path
 from synergic.data.datasets.base import FileImageDataset, check_split_name
 from synergic.data.datasets.isic_files import (
     FIX_OR_DOWNLOAD,
-    fetch_splits,
+    download_splits,
     find_files,
     indicator,
     missing_split_files,
-    prepare_download,
     read_table,
     root_folder,
     split_dataset,
@@ -169,14 +168,8 @@ def download(
     Raises:
         SynergicError: a failed or damaged download, in one line.
     """
-    root_dir, base = prepare_download(
-        root, base_url,
-        lambda folder: [name for split in SPLIT_FILES for name in missing_files(folder, split)],
-        2 * len(SPLIT_FILES), title=_TITLE, dataset="isic2017",
-    )
-    fetch_splits(
-        base, root_dir, SPLIT_FILES,
+    return download_splits(
+        root, base_url, SPLIT_FILES,
         lambda csv_path: [image_id for image_id, _ in read_ground_truth(csv_path)],
         title=_TITLE, dataset="isic2017", progress=progress,
     )
-    return root_dir

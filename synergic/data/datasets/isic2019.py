@@ -32,13 +32,12 @@ from pathlib import Path
 from synergic.data import NoSuchSplit
 from synergic.data.datasets.base import FileImageDataset, check_split_name
 from synergic.data.datasets.isic_files import (
-    fetch_splits,
+    download_splits,
     fetch_table,
     find_files,
     lesion_groups,
     missing_split_files,
     one_hot_label,
-    prepare_download,
     read_lesion_ids,
     read_table,
     root_folder,
@@ -192,24 +191,18 @@ def download(
     Raises:
         SynergicError: a failed or damaged download, in one line.
     """
-    # A copy still without the test ground truth (published after the challenge) is a copy:
-    # completing it is fetching that one file into it.
-    root_dir, base = prepare_download(
-        root, base_url,
-        lambda folder: [*missing_files(folder, "train"),
-                        *[name for name in missing_files(folder, "test")
-                          if name != SPLIT_FILES["test"][1]]],
-        3, title=_TITLE, dataset="isic2019",
-    )
 
     def all_ids(csv_path: Path) -> list[str]:  # UNK rows too: the archives hold their images
         return [row["image"] for _, row in read_table(csv_path, ("image", *CLASSES, UNKNOWN))]
 
-    fetch_splits(
-        base, root_dir, SPLIT_FILES, all_ids, title=_TITLE, dataset="isic2019", progress=progress
+    # A copy still without the test ground truth (published after the challenge) is a copy:
+    # completing it is fetching that one file into it.
+    root_dir = download_splits(
+        root, base_url, SPLIT_FILES, all_ids, title=_TITLE, dataset="isic2019",
+        progress=progress, optional=[SPLIT_FILES["test"][1]],
     )
     fetch_table(
-        base, root_dir / METADATA, read_lesion_ids, what=f"{_TITLE} metadata",
+        base_url, root_dir / METADATA, read_lesion_ids, what=f"{_TITLE} metadata",
         dataset="isic2019", progress=progress,
     )
     return root_dir

@@ -31,8 +31,8 @@ __all__ = [
     "check_no_copy_nearby",
     "csv_rows",
     "download_hint",
+    "download_splits",
     "fetch_split_images",
-    "fetch_splits",
     "fetch_table",
     "find_files",
     "image_paths",
@@ -46,6 +46,7 @@ __all__ = [
     "read_table",
     "root_folder",
     "split_dataset",
+    "twice_error",
     "warn_once",
 ]
 
@@ -137,13 +138,18 @@ def read_table(csv_path: Path, columns: Sequence[str]) -> list[tuple[int, dict[s
         row = dict(zip(header, cells))
         image_id = row[columns[0]]
         if image_id in first_line:
-            raise SynergicError(
-                f"{csv_path}: image id {image_id} appears twice "
-                f"(lines {first_line[image_id]} and {line}){FIX_OR_DOWNLOAD}"
-            )
+            raise twice_error(csv_path, image_id, first_line[image_id], line)
         first_line[image_id] = line
         rows.append((line, row))
     return rows
+
+
+def twice_error(csv_path: Path, image_id: str, first_line: int, line: int) -> SynergicError:
+    """The one-line error for an image id that a ground-truth CSV lists on two lines."""
+    return SynergicError(
+        f"{csv_path}: image id {image_id} appears twice (lines {first_line} and {line})"
+        f"{FIX_OR_DOWNLOAD}"
+    )
 
 
 def indicator(value: str, *, csv_path: Path, line: int, column: str) -> int:
@@ -388,32 +394,46 @@ def fetch_split_images(
     return folder
 
 
-def fetch_splits(
+def download_splits(
+    root: str | os.PathLike[str] | None,
     base_url: str,
-    root: Path,
     split_files: dict[str, tuple[str, str]],
     read_ids: Callable[[Path], Sequence[str]],
     *,
     title: str,
     dataset: str,
     progress: bool = True,
-) -> None:
-    """For each split of ``split_files`` (``{split: (image folder, ground-truth CSV)}``, names
-    relative to ``root``, as ISIC 2016, 2017 and 2019 publish them): fetch the CSV
-    (:func:`synergic.data.download.fetch`), then the images (:func:`fetch_split_images`, whose
-    ``what`` is ``"<title> <split> data"``).
+    optional: Sequence[str] = (),
+) -> Path:
+    """Download a data set published as an image archive and a ground-truth CSV per split
+    (ISIC 2016, 2017, 2019): ``split_files`` is ``{split: (image folder, CSV)}``, names relative
+    to ``root``. First :func:`prepare_download` (a copy near ``root`` lacking nothing but the
+    ``optional`` files counts as complete); then per split the CSV
+    (:func:`synergic.data.download.fetch`) and the images (:func:`fetch_split_images`, ``what``
+    being ``"<title> <split> data"``). Returns the root folder.
 
     Raises:
-        SynergicError: a failed or damaged download, in one line.
+        SynergicError: a complete copy near ``root``; a failed or damaged download; in one line.
     """
     from synergic.data.download import fetch
 
+    def missing(folder: Path) -> list[str]:
+        return [
+            name for files in split_files.values()
+            for name in missing_split_files(folder, *files) if name not in optional
+        ]
+
+    root_dir, base = prepare_download(
+        root, base_url, missing, 2 * len(split_files) - len(optional), title=title,
+        dataset=dataset,
+    )
     for split, (image_dir_name, csv_name) in split_files.items():
         fetch_split_images(
-            base_url, root / image_dir_name,
-            fetch(base_url + csv_name, root / csv_name, progress=progress), read_ids,
+            base, root_dir / image_dir_name,
+            fetch(base + csv_name, root_dir / csv_name, progress=progress), read_ids,
             what=f"{title} {split} data", dataset=dataset, progress=progress,
         )
+    return root_dir
 
 
 def fetch_table(
@@ -435,7 +455,8 @@ def fetch_table(
     """
     from synergic.data.download import fetch
 
-    fetched = fetch(base_url + path.name, path, progress=progress)
+    base = base_url if base_url.endswith("/") else base_url + "/"
+    fetched = fetch(base + path.name, path, progress=progress)
     try:
         read(fetched)
     except SynergicError as error:
