@@ -91,6 +91,29 @@ def _image(path: Path, label: str, index: int, image_size: int, images: dict | N
     write_jpeg(path, (red, green, (blue + 7 * index) % 256), (image_size, image_size))
 
 
+def _licensed_folder(folder: Path, attribution: str) -> Path:
+    """``folder`` with the ATTRIBUTION.txt and LICENSE.txt that the 2018 and 2019 archives hold
+    beside the images."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "ATTRIBUTION.txt").write_text(attribution + "\n")
+    (folder / "LICENSE.txt").write_text("CC BY-NC 4.0\n")
+    return folder
+
+
+def _one_hot_line(image_id: str, label: str, columns) -> str:
+    """A one-hot ground-truth row: ``image_id`` then ``1.0`` under ``label``, ``0.0`` elsewhere."""
+    return image_id + "," + ",".join(str(float(code == label)) for code in columns)
+
+
+def _lesion_csv(path: Path, header: str, row: str, ids, lesions: dict[str, str], *,
+                crlf: bool) -> Path:
+    """A CSV with ``header`` and a ``row`` per image id, ``row`` having ``{image}`` and
+    ``{lesion}`` filled in (the lesion id blank when ``lesions`` has none), as the 2018 lesion
+    groupings and the 2019 metadata are."""
+    lines = [row.format(image=image_id, lesion=lesions.get(image_id, "")) for image_id in ids]
+    return write_csv(path, [header, *lines], crlf=crlf)
+
+
 ISIC2017_FILES = {
     "train": ("ISIC-2017_Training_Data", "ISIC-2017_Training_Part3_GroundTruth.csv"),
     "val": ("ISIC-2017_Validation_Data", "ISIC-2017_Validation_Part3_GroundTruth.csv"),
@@ -144,26 +167,17 @@ def make_isic2018(root: Path, rows: dict[str, dict[str, str]] | None = None, *,
     for split, split_rows in rows.items():
         input_name, truth_name = isic2018_names(split)
         for name in (input_name, truth_name):
-            (root / name).mkdir(parents=True, exist_ok=True)
-            (root / name / "ATTRIBUTION.txt").write_text("HAM10000 (c) ViDIR Group, CC BY-NC\n")
-            (root / name / "LICENSE.txt").write_text("CC BY-NC 4.0\n")
+            _licensed_folder(root / name, "HAM10000 (c) ViDIR Group, CC BY-NC")
         lines = ["image," + ",".join(ISIC2018_CLASSES)]
         for index, (image_id, label) in enumerate(split_rows.items()):
             _image(root / input_name / f"{image_id}.jpg", label, index, image_size, images)
-            lines.append(
-                image_id + "," + ",".join(str(float(code == label)) for code in ISIC2018_CLASSES)
-            )
+            lines.append(_one_hot_line(image_id, label, ISIC2018_CLASSES))
         write_csv(root / truth_name / f"{truth_name}.csv", lines, crlf=crlf, bom=bom,
                   final_newline=final_newline)
     if groupings and "train" in rows:
-        lesions = ISIC2018_LESIONS if lesions is None else lesions
-        write_csv(
-            root / "ISIC2018_Task3_Training_LesionGroupings.csv",
-            ["image,lesion_id,diagnosis_confirm_type"]
-            + [f"{image_id},{lesions.get(image_id, '')},histopathology"
-               for image_id in rows["train"]],
-            crlf=crlf,
-        )
+        _lesion_csv(root / "ISIC2018_Task3_Training_LesionGroupings.csv",
+                    "image,lesion_id,diagnosis_confirm_type", "{image},{lesion},histopathology",
+                    rows["train"], ISIC2018_LESIONS if lesions is None else lesions, crlf=crlf)
     return root
 
 
@@ -206,27 +220,20 @@ def make_isic2019(root: Path, rows: dict[str, dict[str, str]] | None = None, *,
     columns = (*ISIC2019_CLASSES, "UNK")
     for split, split_rows in rows.items():
         word = {"train": "Training", "test": "Test"}[split]
-        folder = root / f"ISIC_2019_{word}_Input"
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "ATTRIBUTION.txt").write_text("ISIC 2019: BCN_20000, HAM10000, MSK\n")
-        (folder / "LICENSE.txt").write_text("CC BY-NC 4.0\n")
+        folder = _licensed_folder(root / f"ISIC_2019_{word}_Input",
+                                  "ISIC 2019: BCN_20000, HAM10000, MSK")
         extra = ",score_weight" if split == "test" else ""
         lines = ["image," + ",".join(columns) + extra]
         for index, (image_id, label) in enumerate(split_rows.items()):
             _image(folder / f"{image_id}.jpg", label, index, image_size, images)
-            lines.append(image_id + "," + ",".join(str(float(code == label)) for code in columns)
-                         + (",1.0" if extra else ""))
+            lines.append(_one_hot_line(image_id, label, columns) + (",1.0" if extra else ""))
         if split == "train" or test_ground_truth:
             write_csv(root / f"ISIC_2019_{word}_GroundTruth.csv", lines, crlf=crlf, bom=bom)
     if metadata and "train" in rows:
-        lesions = ISIC2019_LESIONS if lesions is None else lesions
-        write_csv(
-            root / "ISIC_2019_Training_Metadata.csv",
-            ["image,age_approx,anatom_site_general,lesion_id,sex"]
-            + [f"{image_id},55.0,anterior torso,{lesions.get(image_id, '')},female"
-               for image_id in rows["train"]],
-            crlf=crlf,
-        )
+        _lesion_csv(root / "ISIC_2019_Training_Metadata.csv",
+                    "image,age_approx,anatom_site_general,lesion_id,sex",
+                    "{image},55.0,anterior torso,{lesion},female",
+                    rows["train"], ISIC2019_LESIONS if lesions is None else lesions, crlf=crlf)
     return root
 
 

@@ -7,16 +7,8 @@ import json
 import warnings
 
 import pytest
-from isic_layouts import (
-    ISIC2018_CLASSES,
-    ISIC2018_LESIONS,
-    ISIC2018_ROWS,
-    assert_downloads_once,
-    isic2018_names,
-    make_isic2018,
-    publishing,
-    write_csv,
-)
+from isic_layouts import ISIC2018_CLASSES, ISIC2018_LESIONS, ISIC2018_ROWS, isic2018_names
+from isic_layouts import assert_downloads_once, make_isic2018, publishing, write_csv
 
 from synergic.data.datasets import isic2018 as isic
 from synergic.errors import SynergicError
@@ -91,15 +83,6 @@ def test_the_official_validation_split_is_used(root):
     _, validation, test = open_datasets(recipe)
     assert validation.ids == list(ISIC2018_ROWS["val"])
     assert test.ids == list(ISIC2018_ROWS["test"])
-
-
-@pytest.mark.parametrize("quirks", [
-    {"crlf": True, "bom": True, "final_newline": False},
-    {"crlf": False, "bom": False, "final_newline": True},
-])
-def test_line_ends_bom_and_final_newline_do_not_matter(tmp_path, quirks):
-    root = make_isic2018(tmp_path, **quirks)
-    assert isic.isic2018(root, split="val").labels == [1, 0, 4]
 
 
 def test_a_ground_truth_csv_directly_in_the_root_is_read(root):

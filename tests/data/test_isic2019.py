@@ -4,14 +4,8 @@ and its download."""
 from __future__ import annotations
 
 import pytest
-from isic_layouts import (
-    ISIC2019_LESIONS,
-    ISIC2019_ROWS,
-    assert_downloads_once,
-    make_isic2019,
-    publishing,
-    write_csv,
-)
+from isic_layouts import ISIC2019_LESIONS, ISIC2019_ROWS, make_isic2019, write_csv
+from isic_layouts import assert_downloads_once, publishing
 
 from synergic.data import NoSuchSplit
 from synergic.data.datasets import isic2019 as isic

@@ -7,14 +7,8 @@ import hashlib
 import warnings
 
 import pytest
-from isic_layouts import (
-    ISIC2020_ROWS,
-    assert_downloads_once,
-    download_from,
-    make_isic2020,
-    publishing,
-    write_csv,
-)
+from isic_layouts import ISIC2020_ROWS, make_isic2020, write_csv
+from isic_layouts import assert_downloads_once, download_from, publishing
 
 from synergic.data import NoSuchSplit
 from synergic.data.datasets import isic2020 as isic
@@ -120,6 +114,20 @@ def test_duplicates_kept_on_request_and_required_otherwise(tmp_path, root):
     )
 
 
+def test_the_duplicates_list_is_read_by_its_header_and_a_wrong_one_is_refused(tmp_path):
+    path = write_csv(tmp_path / "d.csv", ["image_name_2,image_name_1", "ISIC_2,ISIC_1",
+                                          "ISIC_3,ISIC_1", "ISIC_4", " ,ISIC_5"], bom=True)
+    # By column name, not position; a row without a second image names none.
+    assert isic.read_duplicates(path) == {"ISIC_2", "ISIC_3", "ISIC_4"}
+    write_csv(path, ["image_name,target", "ISIC_1,0"])
+    with pytest.raises(SynergicError) as error:
+        isic.read_duplicates(path)
+    assert str(error.value) == (
+        f"{path}: expected a header with the columns image_name_1,image_name_2, got "
+        "'image_name,target'; re-download it"
+    )
+
+
 def test_the_first_ground_truth_has_patients_only(tmp_path):
     root = make_isic2020(tmp_path / "v1", version=1)
     train = load(root, "train")
@@ -146,15 +154,6 @@ def test_a_target_that_is_not_binary_names_file_and_line(root):
     write_csv(csv_path, lines, crlf=False)
     with pytest.raises(SynergicError, match=f"{csv_path} line 4: target is '2', expected 0.0"):
         isic.isic2020(root, split="train")
-
-
-def test_missing_files_say_how_to_get_them(tmp_path):
-    with pytest.raises(SynergicError) as error:
-        isic.isic2020(tmp_path / "empty", split="train")
-    assert str(error.value) == (
-        f"ISIC 2020 not found at {tmp_path / 'empty'}: run 'synergic data download isic2020' "
-        "or set data.root"
-    )
 
 
 def test_a_carved_validation_split_keeps_each_patient_on_one_side(root):

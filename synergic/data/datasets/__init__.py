@@ -13,6 +13,7 @@ positional or keyword, everything else keyword-only, as a recipe passes them (``
 - :mod:`~synergic.data.datasets.synthetic` - small generated lesions for demos and tests.
 
 :mod:`~synergic.data.datasets.isic_files` holds what the ISIC challenge years share (their CSVs,
-misplaced folders). :class:`~synergic.data.datasets.base.FileImageDataset` is the common container
+misplaced folders, opening a split, lesion groups, the steps of a download).
+:class:`~synergic.data.datasets.base.FileImageDataset` is the common container
 for data sets made of image files. Nothing is imported here, so that importing one data set does not import them all.
 """
