@@ -323,7 +323,7 @@ def test_help_on_every_command():
         assert result.exit_code == 0, (path, result.output)
         assert result.output.startswith(f"Usage: {' '.join(('cli', *path))} "), result.output
         assert "-h, --help" in result.output
-    assert "--base-url" not in CliRunner().invoke(cli, ["data", "download", "--help"]).output
+    assert "--base-url" in CliRunner().invoke(cli, ["data", "download", "--help"]).output
 
 
 # -- synergic data download -------------------------------------------------------------------
