@@ -4,7 +4,8 @@
 under the same labels, and hands them to :func:`synergic.stats.paired_comparison` (the paired
 bootstrap interval of the difference, and DeLong's test for AUC). ``synergic compare`` prints
 its result, and ``synergic report`` uses it for its SDL-vs-ensemble lines, so both give the
-same numbers.
+same numbers. :func:`compare_cross_validations` does the same for two cross-validations over the
+same folds, on their pooled out-of-fold predictions, repeat by repeat.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from synergic.errors import SynergicError
 from synergic.stats import DEFAULT_N_BOOTSTRAP
 
-__all__ = ["compare_runs", "default_compare_metric"]
+__all__ = ["compare_cross_validations", "compare_runs", "default_compare_metric"]
 
 #: The metric compared when the runs' data set ranks by AP (or names no metric): AUC, the one
 #: DeLong's test gives a p-value for.
@@ -161,3 +162,143 @@ def _test_set_difference(first: dict[str, Any], second: dict[str, Any]) -> str |
         if rows[1][image] != label:
             return f"image '{image}' is {label} in A, {rows[1][image]} in B"
     return None
+
+
+def compare_cross_validations(cv_a: Path, cv_b: Path, *, metric: str | None = None,
+                              n_bootstrap: int = DEFAULT_N_BOOTSTRAP, seed: int = 0
+                              ) -> dict[str, Any]:
+    """:func:`synergic.stats.paired_comparison` of two finished cross-validations (``synergic
+    cv`` folders) on their out-of-fold predictions, one comparison per repeat.
+
+    Each repeat pools the held-out predictions of its k fold runs (``oof_predictions.csv``), so
+    every training image is scored once by each cross-validation, by a model that did not train
+    on it; the labels are the fold runs' test labels. The two cross-validations must hold the same
+    images in the same folds of every repeat (same data, ``--folds``, ``--repeats``, seed and
+    groups), checked image by image: then image i was held out from both models that scored it,
+    and the pairing removes its difficulty from the difference. What this assumes: the k models
+    of a repeat are treated as one classifier (their scores pooled on one scale), and the
+    interval reflects the images, not the training (a new draw of folds or seeds varies the
+    difference too: compare the repeats).
+
+    ``metric``: as :func:`compare_runs` (None: :func:`default_compare_metric` of the
+    cross-validations' primary metric).
+
+    Returns:
+        ``{"metric", "cv_a", "cv_b", "images", "repeats": [paired_comparison dict plus
+        "repeat", ...]}``, ``difference = b - a`` in each.
+
+    Raises:
+        SynergicError: a folder that is not a finished cross-validation, different classes,
+            folds that differ (the first image named), labels that differ, or an unknown metric.
+    """
+    import numpy as np
+
+    from synergic.stats import paired_comparison
+
+    first, second = _out_of_fold(Path(cv_a)), _out_of_fold(Path(cv_b))
+    if first["classes"] != second["classes"]:
+        raise SynergicError(
+            f"cannot compare {cv_a} and {cv_b}: their classes differ "
+            f"({', '.join(first['classes'])} vs {', '.join(second['classes'])})"
+        )
+    folds_a, folds_b = first["folds"], second["folds"]
+    if folds_a.keys() != folds_b.keys():
+        raise SynergicError(
+            f"cannot compare {cv_a} and {cv_b}: A has the repeats {sorted(folds_a)}, B "
+            f"{sorted(folds_b)}; a paired comparison needs the same folds (the same --folds, "
+            "--repeats, seed and data)"
+        )
+    for repeat in folds_a:
+        for image, fold in folds_a[repeat].items():
+            other = folds_b[repeat].get(image)
+            if other != fold:
+                where = "not in B" if other is None else f"in fold {other} of B"
+                raise SynergicError(
+                    f"cannot compare {cv_a} and {cv_b}: their folds differ (image '{image}' is "
+                    f"in fold {fold} of repeat {repeat} in A, {where}); a paired comparison "
+                    "needs the same folds: the same --folds, seed, groups and data"
+                )
+        if len(folds_b[repeat]) != len(folds_a[repeat]):
+            raise SynergicError(
+                f"cannot compare {cv_a} and {cv_b}: repeat {repeat} holds "
+                f"{len(folds_a[repeat])} images in A, {len(folds_b[repeat])} in B"
+            )
+    if metric is None:
+        if first["primary_metric"] != second["primary_metric"]:
+            raise SynergicError(
+                f"cannot compare {cv_a} and {cv_b} on their primary metric: A ranks by "
+                f"{first['primary_metric']}, B by {second['primary_metric']}; choose one with "
+                "--metric"
+            )
+        metric = default_compare_metric(first["primary_metric"])
+    results = []
+    for repeat in sorted(folds_a):
+        ids = list(folds_a[repeat])
+        labels_a = np.array([first["labels"][image] for image in ids])
+        labels_b = np.array([second["labels"][image] for image in ids])
+        if not np.array_equal(labels_a, labels_b):
+            image = ids[int(np.flatnonzero(labels_a != labels_b)[0])]
+            raise SynergicError(f"cannot compare {cv_a} and {cv_b}: image '{image}' has another "
+                                "label in A than in B: they read different data")
+        probabilities_a = np.array([first["probabilities"][repeat][image] for image in ids])
+        probabilities_b = np.array([second["probabilities"][repeat][image] for image in ids])
+        result = paired_comparison(
+            probabilities_a, probabilities_b, labels_a, metric=metric,
+            classes=first["classes"], task_classes=first["task_classes"],
+            n_bootstrap=n_bootstrap, seed=seed,
+        )
+        results.append({**result, "repeat": repeat, "images": len(ids)})
+    return {"metric": metric, "cv_a": str(cv_a), "cv_b": str(cv_b),
+            "images": results[0]["images"] if results else 0, "repeats": results}
+
+
+def _out_of_fold(folder: Path) -> dict[str, Any]:
+    """A finished cross-validation's out-of-fold predictions by repeat and image, its folds
+    (repeat -> image -> fold), labels (image -> class index) and classes."""
+    import numpy as np
+
+    from synergic.folders import folder_kind
+
+    summary_path, oof_path = folder / "summary.json", folder / "oof_predictions.csv"
+    if folder_kind(folder) != "cv" or not summary_path.is_file() or not oof_path.is_file():
+        raise SynergicError(
+            f"{folder} is not a finished cross-validation (no summary.json and "
+            "oof_predictions.csv): pass the folders that `synergic cv` wrote"
+        )
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        run_dirs = [folder / run["run_dir"] for run in summary["runs"]]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SynergicError(f"{summary_path} cannot be read ({error}): run the same synergic cv "
+                            "command again to rewrite it") from None
+    labels: dict[str, int] = {}
+    classes: list[str] = []
+    task_classes: list[str] = []
+    for run_dir in run_dirs:  # the held-out fold's labels, as each fold run evaluated them
+        fold = _test_predictions(run_dir)
+        classes = classes or fold["classes"]
+        task_classes = task_classes or fold["task_classes"]
+        labels.update(zip(fold["ids"], (int(k) for k in fold["labels"])))
+    from synergic.report.runs import _read_csv
+
+    header, rows = _read_csv(oof_path)
+    if header[:3] != ["image", "fold", "repeat"] or header[3:] != classes:
+        raise SynergicError(f"{oof_path}: its header is {header}, expected image,fold,repeat,"
+                            f"{','.join(classes)}: run the same synergic cv command again")
+    folds: dict[int, dict[str, int]] = {}
+    probabilities: dict[int, dict[str, Any]] = {}
+    try:
+        for row in rows:
+            repeat = int(row[2])
+            folds.setdefault(repeat, {})[row[0]] = int(row[1])
+            probabilities.setdefault(repeat, {})[row[0]] = np.array(row[3:], dtype=np.float64)
+    except ValueError as error:
+        raise SynergicError(f"{oof_path}: a row cannot be read ({error}): run the same "
+                            "synergic cv command again") from None
+    missing = [image for repeat in folds for image in folds[repeat] if image not in labels]
+    if missing:
+        raise SynergicError(f"{oof_path}: image '{missing[0]}' has no label in the fold runs' "
+                            "test sets: run the same synergic cv command again")
+    return {"folds": folds, "probabilities": probabilities, "labels": labels,
+            "classes": classes, "task_classes": task_classes,
+            "primary_metric": summary.get("primary_metric") or "ap"}

@@ -88,6 +88,7 @@ def fold_indices(
     repeat: int = 0,
     seed: int = 0,
     groups: Sequence[str] | None = None,
+    classes: Sequence[str] | None = None,
 ) -> list[tuple[list[int], list[int]]]:
     """The ``folds`` (training indices, held-out indices) pairs of repetition ``repeat``, each
     sorted, into ``labels`` (class indices of a data set's training split).
@@ -96,7 +97,8 @@ def fold_indices(
     ``StratifiedKFold(folds, shuffle=True)``, or ``StratifiedGroupKFold`` with ``groups`` (one id
     per image: no group is split). Repetition ``r`` uses the ``r``-th draw from
     ``numpy.random.RandomState(seed)``, so without groups it equals repetition ``r`` of
-    ``RepeatedStratifiedKFold(n_splits=folds, random_state=seed)``.
+    ``RepeatedStratifiedKFold(n_splits=folds, random_state=seed)``. ``classes`` (the data set's
+    class names, by index) name a class in errors.
 
     Raises:
         SynergicError: fewer than 2 folds; a class with fewer images than folds (a held-out fold
@@ -106,6 +108,11 @@ def fold_indices(
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     labels = np.asarray([int(label) for label in labels])
+
+    def name(k: int) -> str:
+        return f"class {k} ({classes[k]})" if classes is not None and k < len(classes) else \
+            f"class {k}"
+
     if folds < 2:
         raise SynergicError(f"--folds must be at least 2, got {folds}")
     counts = np.bincount(labels)
@@ -113,7 +120,7 @@ def fold_indices(
     if small:
         k, n = small[0]
         raise SynergicError(
-            f"class {k} has {n} training image{'s' if n != 1 else ''}, fewer than the {folds} "
+            f"{name(k)} has {n} training image{'s' if n != 1 else ''}, fewer than the {folds} "
             f"folds, so some held-out fold would have none: use --folds {max(2, n)} or fewer"
         )
     if groups is not None and len(set(groups)) < folds:
@@ -135,8 +142,8 @@ def fold_indices(
             missing = sorted(set(range(len(counts))) - set(labels[held_out].tolist()))
             if missing:
                 raise SynergicError(
-                    f"grouped fold {fold} of repeat {repeat} holds no image of class "
-                    f"{missing[0]} (the groups are too few or too uneven): use fewer --folds"
+                    f"grouped fold {fold} of repeat {repeat} holds no image of "
+                    f"{name(missing[0])} (the groups are too few or too uneven): use fewer --folds"
                 )
     return pairs
 
@@ -199,7 +206,8 @@ def split_fold(dataset: Any, config, *, name: str) -> tuple[FoldSubset, FoldSubs
                 f"{', '.join(kinds)}"
             )
     pairs = fold_indices(
-        dataset.labels, folds=config.folds, repeat=config.repeat, seed=config.seed, groups=groups
+        dataset.labels, folds=config.folds, repeat=config.repeat, seed=config.seed, groups=groups,
+        classes=list(getattr(dataset, "classes", None) or []) or None,
     )
     train, held_out = pairs[config.fold]
     where = f"repeat {config.repeat} fold {config.fold}"
@@ -272,18 +280,22 @@ def plan_cv(
         output: the cross-validation folder.
 
     Raises:
-        SynergicError: a recipe that is already one fold, ``--repeats`` below 1, a ``group_by``
-            the data set does not have (or none given where it has several), and what
-            :func:`fold_indices` refuses.
+        SynergicError: ``output`` holding another kind of experiment (a run, a sweep:
+            :func:`synergic.folders.check_output_kind`), a recipe that is already one fold,
+            ``--repeats`` below 1, a ``group_by`` the data set does not have (or none given
+            where it has several), and what :func:`fold_indices` refuses.
     """
     from synergic.experiment import open_datasets
     from synergic.recipe import check_registry_names, load_recipe
     from synergic.rundir import KEEP_CHECKPOINTS_MANY_RUNS, with_keep_checkpoints_default
 
+    from synergic.folders import check_output_kind
+
     if repeats < 1:
         raise SynergicError(f"--repeats must be at least 1, got {repeats}")
     if folds < 2:
         raise SynergicError(f"--folds must be at least 2, got {folds}")
+    check_output_kind(output, "cv")  # a folder holds one experiment: never write into another
     if isinstance(recipe, Recipe):
         base, source = recipe, recipe.name
         if overrides:

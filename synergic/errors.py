@@ -11,8 +11,16 @@ import re
 from collections.abc import Iterable
 
 
+INTERRUPTED_EXIT_CODE = 130
+"""The exit status of a command stopped by Ctrl-C (SIGINT): 128 + 2, as shells report it."""
+
+
 class SynergicError(Exception):
     """A user-facing error: its message is one self-contained line."""
+
+    exit_code: int = 1
+    """The command line's exit status for this error (:data:`INTERRUPTED_EXIT_CODE` for a stop
+    by Ctrl-C)."""
 
 
 class UnknownNameError(SynergicError, KeyError):

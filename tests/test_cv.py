@@ -136,7 +136,8 @@ def test_plan_gives_each_fold_its_recipe_and_folder(tiny_recipe, tmp_path):
     assert plan.runs[0].recipe.train.keep_checkpoints == "selected"  # many runs: the reported one
     with pytest.raises(SynergicError, match="already fold 1 of a cross-validation"):
         plan_cv(plan.runs[1].recipe, folds=3, output=tmp_path / "again")
-    with pytest.raises(SynergicError, match="class 0 has 1[0-9] training images, fewer than"):
+    with pytest.raises(SynergicError,
+                       match=r"class 0 \(benign\) has 1[0-9] training images, fewer than"):
         plan_cv(tiny_recipe, folds=20, output=tmp_path / "too-many")
     assert not (tmp_path / "too-many").exists() and not (tmp_path / "cv").exists()
 

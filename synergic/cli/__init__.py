@@ -127,7 +127,7 @@ def main(argv=None) -> None:
 
         message = escape(user_message(error))
         console(stderr=True).print(f"[bold red]error:[/] {message}", soft_wrap=True)
-        sys.exit(1)
+        sys.exit(error.exit_code)  # 130 for a stop by Ctrl-C, as below
     except KeyboardInterrupt:
         console(stderr=True).print("interrupted")
         sys.exit(130)

@@ -40,9 +40,25 @@ def compare(run_a: Path, run_b: Path, metric: str | None, n_bootstrap: int, seed
     (the test images resampled jointly for both runs, within each class) and, for the AUC of two
     classes, the p-value of DeLong's test. Refuses runs whose test sets differ. --json prints
     {"metric", "a", "b", "difference", "ci": [lo, hi], "p_value", ...}.
-    """
-    from synergic.compare import compare_runs
 
+    Given two cross-validations (synergic cv folders) over the same folds, compares their
+    out-of-fold predictions (oof_predictions.csv) the same way, once per repeat; --json then
+    prints {"metric", "cv_a", "cv_b", "images", "repeats": [...]}.
+    """
+    from synergic.compare import compare_cross_validations, compare_runs
+    from synergic.errors import SynergicError
+    from synergic.folders import KIND_NAMES, folder_kind
+
+    kinds = folder_kind(run_a), folder_kind(run_b)
+    if "cv" in kinds:
+        if kinds != ("cv", "cv"):
+            raise SynergicError(
+                f"cannot compare {run_a} ({KIND_NAMES[kinds[0]]}) with {run_b} "
+                f"({KIND_NAMES[kinds[1]]}): give two runs, or two cross-validations"
+            )
+        _compare_cross_validations(compare_cross_validations(
+            run_a, run_b, metric=metric, n_bootstrap=n_bootstrap, seed=seed), output_mode)
+        return
     result = compare_runs(run_a, run_b, metric=metric, n_bootstrap=n_bootstrap, seed=seed)
     if output_mode.json:
         output_mode.emit_json(result)
@@ -63,6 +79,29 @@ def compare(run_a: Path, run_b: Path, metric: str | None, n_bootstrap: int, seed
                   f"(z = {result['z']:.3f})", markup=False)
     elif result["note"]:
         out.print(f"  note: {result['note']}", markup=False)
+
+
+def _compare_cross_validations(result: dict, output_mode: OutputMode) -> None:
+    if output_mode.json:
+        output_mode.emit_json(result)
+        return
+    out = console()
+    out.print(f"{result['metric']} on the out-of-fold predictions of {result['images']} training "
+              "images, in the same folds in both cross-validations", markup=False)
+    out.print(f"  A  {result['cv_a']}", markup=False, soft_wrap=True)
+    out.print(f"  B  {result['cv_b']}", markup=False, soft_wrap=True)
+    for entry in result["repeats"]:
+        low, high = entry["ci"]
+        line = (f"  repeat {entry['repeat']}: A {_number(entry['a'])}, B {_number(entry['b'])}, "
+                f"B - A = {_number(entry['difference'], signed=True)}, {entry['level']:.0%} "
+                f"interval [{_number(low, signed=True)}, {_number(high, signed=True)}]")
+        if entry["p_value"] is not None:
+            line += f", DeLong p = {entry['p_value']:.4g}"
+        out.print(line, markup=False, soft_wrap=True)
+    first = result["repeats"][0]
+    out.print(f"  (paired bootstrap of the images, {first['n_bootstrap']} resamples, seed "
+              f"{first['seed']}; each repeat pools its folds' models: see docs/experiments.md)",
+              markup=False, soft_wrap=True)
 
 
 def _number(value, signed: bool = False) -> str:

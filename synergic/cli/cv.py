@@ -59,6 +59,11 @@ def cv(
             output=output, executor=executor, on_event=display.on_event, on_stage=display.on_stage,
             progress=output_mode.chatty, callbacks=display.callbacks,
         )
+    except KeyboardInterrupt:  # planning, or writing the summary: no run was stopped
+        from synergic.sweep.execute import interrupted
+
+        raise interrupted("cv", None, "interrupted by Ctrl-C between runs; finished runs "
+                          "are kept") from None
     finally:
         display.close()
     if output_mode.json:
@@ -79,7 +84,9 @@ def _print_summary(summary: dict, output: Path) -> None:
     title = (f"cross-validation of {summary.get('recipe')}: {summary['folds']} folds x "
              f"{summary['repeats']} repeat{'s' if summary['repeats'] > 1 else ''}"
              + (f", grouped by {summary['group_by']}" if summary.get("group_by") else ""))
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    # The title is a line of its own: a table's title wraps at the table's width (60 columns)
+    # even where nothing else does (a file, a pipe: synergic.cli.output.console).
+    table = Table(box=box.SIMPLE_HEAD)
     table.add_column("test metric")
     table.add_column(f"mean ± std over {runs} runs", justify="right")
     table.add_column("95 % t-interval", justify="right")
@@ -88,6 +95,7 @@ def _print_summary(summary: dict, output: Path) -> None:
         text = f"[{interval[0]:.4f}, {interval[1]:.4f}]" if interval else "n/a"
         table.add_row(name, format_stat(stat), text)
     out = console()
+    out.print(title, markup=False, soft_wrap=True)
     out.print(table)
     out.print("the t-interval treats the folds as independent, which they are not (they share "
               "training images): read it as optimistic", soft_wrap=True)

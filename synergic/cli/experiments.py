@@ -73,6 +73,11 @@ def sweep(
             progress=output_mode.chatty,
             callbacks=display.callbacks, executor=executor,
         )
+    except KeyboardInterrupt:  # planning, or writing the summary: no run was stopped
+        from synergic.sweep.execute import interrupted
+
+        raise interrupted("sweep", None, "interrupted by Ctrl-C between runs; finished runs "
+                          "are kept") from None
     finally:
         display.close()
     if output_mode.json:
@@ -98,7 +103,8 @@ def _print_summary(summary: dict, output: Path) -> None:
                  f"({summary['folds']} folds x {repeats} repeat{'s' if repeats != 1 else ''}): "
                  "held-out-fold mean ± std [95 % t-interval] over its fold runs")
         shown = format_stat_interval
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    # The title is a line of its own: a table's title wraps at the table's width.
+    table = Table(box=box.SIMPLE_HEAD)
     # On a narrow terminal long cell names fold and "0.6536 ± 0.0123" wraps at the "±", rather
     # than columns being cut off.
     table.add_column("cell", overflow="fold", min_width=10)
@@ -119,6 +125,7 @@ def _print_summary(summary: dict, output: Path) -> None:
         table.add_row(mark + cell["cell"], str(len(cell["runs"])), *validation,
                       *(shown(cell["test"].get(m)) for m in columns))
     out = console()
+    out.print(title, markup=False, soft_wrap=True)
     out.print(table)
     if summary.get("selected"):
         out.print(f"* selected: {summary['selected']} ({summary['selection_note']})",
@@ -128,6 +135,10 @@ def _print_summary(summary: dict, output: Path) -> None:
     if summary.get("folds"):
         out.print("the t-interval treats the folds as independent, which they are not (they "
                   "share training images): read it as optimistic", soft_wrap=True)
+    if summary.get("not_in_sweep"):
+        out.print(f"kept, not part of this sweep: {', '.join(summary['not_in_sweep'])} (runs of "
+                  "an earlier grid in this folder; summary and report leave them out)",
+                  markup=False, soft_wrap=True)
     out.print(f"summary: {output / 'summary.md'}, {output / 'summary.json'}", soft_wrap=True)
 
 
@@ -160,8 +171,8 @@ def report(paths, output: Path | None, metric: str | None, paper: bool | None, n
     Example (writes runs/report.md, its figures beside it):
       synergic report runs/lambda runs/components runs/demo-cv
 
-    --quiet prints only the report's path; --json prints {"report", "rows", "figures": {name:
-    path}, "comparisons", "notes"}.
+    --quiet prints only the report's path; --json prints {"report", "rows", "cross_validations",
+    "figures": {name: path}, "comparisons", "notes"}.
     """
     from rich.markup import escape
 
@@ -176,6 +187,7 @@ def report(paths, output: Path | None, metric: str | None, paper: bool | None, n
     if output_mode.json:
         output_mode.emit_json({
             "report": printable_name(result.path), "rows": len(result.groups),
+            "cross_validations": len(result.cross_validations),
             "figures": {name: printable_name(path) for name, path in result.figures.items()},
             "comparisons": result.comparisons,
             "notes": [printable_name(note) for note in result.notes],
@@ -186,9 +198,23 @@ def report(paths, output: Path | None, metric: str | None, paper: bool | None, n
         return
     out = console()
     # soft_wrap: a long path stays on one line, to be copied whole
-    out.print(f"report: {printable_name(result.path)} ({len(result.groups)} row{'' if len(result.groups) == 1 else 's'})",
-              markup=False, soft_wrap=True)
+    out.print(f"report: {printable_name(result.path)} ({_contents(result)})", markup=False,
+              soft_wrap=True)
     for name, path in result.figures.items():
         out.print(f"  {name}: {printable_name(path)}", markup=False, soft_wrap=True)
     for note in result.notes:
         out.print(f"[yellow]note:[/] {escape(printable_name(note))}", soft_wrap=True)
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _contents(result) -> str:
+    """``2 rows, 3 cross-validations``: what a report holds, leaving out what it has none of."""
+    parts = []
+    if result.groups or not result.cross_validations:
+        parts.append(_plural(len(result.groups), "row"))
+    if result.cross_validations:
+        parts.append(_plural(len(result.cross_validations), "cross-validation"))
+    return ", ".join(parts)

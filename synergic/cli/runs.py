@@ -136,7 +136,9 @@ def _run(recipe, output: Path, *, resume: bool, overwrite: bool, output_mode: Ou
         )
     except TrainingInterrupted as stop:
         display.stop()
-        raise SynergicError(f"{stop} with: synergic resume {output}") from None
+        error = SynergicError(f"{stop} with: synergic resume {output}")
+        error.exit_code = stop.exit_code  # 130 for Ctrl-C, 1 for SIGTERM
+        raise error from None
     finally:
         display.stop()
     if output_mode.json:

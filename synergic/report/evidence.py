@@ -21,6 +21,7 @@ from synergic.stats import DEFAULT_N_BOOTSTRAP, mean_std
 
 __all__ = [
     "calibration_rows",
+    "cv_sdl_ensemble_comparisons",
     "sdl_ensemble_comparisons",
     "sdl_ensemble_pairs",
 ]
@@ -121,3 +122,44 @@ def calibration_rows(groups: Sequence[RunGroup]) -> tuple[list[str], list[tuple[
             if any(values[k]["n"] for _, values in stats)]
     return ([CALIBRATION_COLUMNS[k][0] for k in kept],
             [(group, [values[k] for k in kept]) for group, values in stats])
+
+
+def cv_sdl_ensemble_comparisons(
+    cross_validations: Sequence[Any],
+    notes: list[str],
+    *,
+    n_bootstrap: int = DEFAULT_N_BOOTSTRAP,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """SDL vs ensemble in sweeps of cross-validations over ``train.synergic_weight``: in each
+    sweep, the cell with weight 0 (the ensemble) against every cell with a weight above 0 whose
+    other grid values are equal, paired on their out-of-fold predictions, repeat by repeat
+    (:func:`synergic.compare.compare_cross_validations`, what ``synergic compare CV_A CV_B``
+    gives). Each result is that function's dict plus ``sweep``, ``ensemble`` and ``sdl`` (the
+    cells' names). A pair that cannot be compared is left out with a note in ``notes``."""
+    from synergic.compare import compare_cross_validations
+
+    sweeps: dict[Any, list[Any]] = {}
+    for cv in cross_validations:
+        if cv.sweep is not None and LAMBDA_KEY in cv.settings:
+            sweeps.setdefault(cv.sweep, []).append(cv)
+    comparisons = []
+    for sweep, cells in sweeps.items():
+        def others(cell: Any) -> dict[str, Any]:
+            return {k: v for k, v in cell.settings.items() if k != LAMBDA_KEY}
+
+        for ensemble in (c for c in cells if float(c.settings[LAMBDA_KEY]) == 0.0):
+            for sdl in cells:
+                if float(sdl.settings[LAMBDA_KEY]) <= 0.0 or others(sdl) != others(ensemble):
+                    continue
+                if not all((c.path / "oof_predictions.csv").is_file() for c in (ensemble, sdl)):
+                    continue  # summaries without their folds (copied alone): nothing to pair
+                try:
+                    result = compare_cross_validations(ensemble.path, sdl.path,
+                                                       n_bootstrap=n_bootstrap, seed=seed)
+                except SynergicError as error:
+                    notes.append(f"SDL vs ensemble (out of fold): {error}; left out")
+                    continue
+                comparisons.append({**result, "sweep": str(sweep), "ensemble": ensemble.cell,
+                                    "sdl": sdl.cell})
+    return comparisons

@@ -10,7 +10,11 @@ from pathlib import Path
 from synergic.data.names import printable_name
 from synergic.errors import SynergicError
 from synergic.paper import AP_NOTE, CITATION, FIGURE_FINDINGS, TABLE_1, TABLE_2
-from synergic.report.evidence import calibration_rows, sdl_ensemble_comparisons
+from synergic.report.evidence import (
+    calibration_rows,
+    cv_sdl_ensemble_comparisons,
+    sdl_ensemble_comparisons,
+)
 from synergic.report.figures import (
     _calibration_figure,
     _components_figure,
@@ -52,6 +56,9 @@ class Report:
     """The paired SDL-vs-ensemble comparisons
     (:func:`synergic.report.evidence.sdl_ensemble_comparisons`)."""
     cross_validations: list[CrossValidation] = field(default_factory=list)
+    cv_comparisons: list[dict] = field(default_factory=list)
+    """SDL vs ensemble on out-of-fold predictions in sweeps of cross-validations
+    (:func:`synergic.report.evidence.cv_sdl_ensemble_comparisons`)."""
 
 
 def _duration(seconds: float | None) -> str:
@@ -176,6 +183,9 @@ def write_report(
     if cv_lambda is not None:
         figures["cv_lambda"] = cv_lambda
     lines += _cross_validation_section(cross_validations, metric, cv_lambda)
+    cv_comparisons = cv_sdl_ensemble_comparisons(cross_validations, notes,
+                                                 n_bootstrap=n_bootstrap)
+    lines += _cv_paired_section(cv_comparisons)
     if paper:
         lines += ["## The ISIC 2016 leaderboard (paper, Table 2)", "",
                   "| method | AP* | accuracy | AUC |", "|---|---|---|---|"]
@@ -195,7 +205,8 @@ def write_report(
     lines.append("")
     # Run folders and recipe values are file names: any that are not UTF-8 are written as \xNN.
     _write_text(output, printable_name("\n".join(lines)))
-    return Report(output, groups, figures, notes, paper, comparisons, cross_validations)
+    return Report(output, groups, figures, notes, paper, comparisons, cross_validations,
+                  cv_comparisons)
 
 
 def _with_interval(text: str, interval: Sequence[float] | None) -> str:
@@ -278,6 +289,33 @@ def _paired_section(comparisons: Sequence[dict]) -> list[str]:
               "two classes). `synergic compare A B` gives the same for "
               "one pair of runs (docs/experiments.md: \"Is SDL better than the ensemble on my "
               "data?\").", ""]
+    return lines
+
+
+def _cv_paired_section(comparisons: Sequence[dict]) -> list[str]:
+    if not comparisons:
+        return []
+    shown = {"auc": "AUC", "ap": "AP"}
+    lines = ["### SDL vs ensemble on the out-of-fold predictions (paired)", "",
+             "| sweep | ensemble (A) | SDL (B) | repeat | images | metric | A | B | "
+             "B - A [95 % interval] | DeLong p |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for c in comparisons:
+        for r in c["repeats"]:
+            p_value = "n/a" if r["p_value"] is None else f"{r['p_value']:.4g}"
+            lines.append(
+                f"| `{c['sweep']}` | {c['ensemble']} | {c['sdl']} | {r['repeat']} | "
+                f"{r['images']} | {shown.get(r['metric'], r['metric'])} | {r['a']:.4f} | "
+                f"{r['b']:.4f} | {_signed(r['difference'])} [{_signed(r['ci'][0])}, "
+                f"{_signed(r['ci'][1])}] | {p_value} |"
+            )
+    first = comparisons[0]["repeats"][0]
+    lines += ["", "Each repeat pools the held-out predictions of its fold runs "
+              "(oof_predictions.csv): every training image scored once by each cell, by a model "
+              "that did not train on it, in the same folds for both cells. The interval is a "
+              f"paired bootstrap of those images ({first['n_bootstrap']} resamples within each "
+              f"class, seed {first['seed']}); the p-value is DeLong's test. The k models of a "
+              "repeat count as one classifier, and the interval reflects the images, not the "
+              "training: `synergic compare CV_A CV_B` gives the same (docs/experiments.md).", ""]
     return lines
 
 

@@ -95,8 +95,10 @@ def find_runs(
     selected on validation; and notes (runs of a sweep that have not finished).
 
     A path is a run directory (it holds ``metrics.json``) or a folder of runs: a sweep
-    (``<cell>/seed<k>/``, ordered as its ``summary.json``) or any folder whose children or
-    grandchildren are run directories.
+    (``<cell>/seed<k>/``, ordered as its ``summary.json``; runs it keeps of an earlier grid are
+    left out with a note) or any folder whose children or grandchildren are run directories.
+    Cross-validations are found by :func:`find_cross_validations`; what a folder holds is
+    :func:`synergic.folders.folder_kind`'s.
     """
     runs: list[ReportRun] = []
     selected: set[Path] = set()
@@ -116,8 +118,9 @@ def find_runs(
             notes += sweep_notes
             if not run_dirs:
                 raise SynergicError(
-                    f"{path} holds no finished run: neither metrics.json nor run directories "
-                    "(<cell>/seed<k>/metrics.json) below it"
+                    f"{path} holds no finished run: give a run directory (metrics.json), a "
+                    "sweep (<cell>/seed<k>/), a cross-validation (repeat-R/fold-F/ and "
+                    "summary.json) or a sweep of cross-validations (<cell>/repeat-R/fold-F/)"
                 )
         for run_dir in run_dirs:
             key = run_dir.resolve()
@@ -149,27 +152,6 @@ class CrossValidation:
         """The recipe and its ``--set`` overrides, as the ``synergic cv`` command gave them."""
         overrides = " ".join(f"--set {o}" for o in self.summary.get("overrides") or [])
         return " ".join(filter(None, [str(self.summary.get("recipe", self.path.name)), overrides]))
-
-
-def _is_cross_validation(folder: Path) -> bool:
-    # synergic cv writes OUTPUT/repeat-R/fold-F/ run directories, then OUTPUT/summary.json
-    return any(folder.glob("repeat-*/fold-*/recipe.yaml"))
-
-
-def _is_cross_validation_sweep(folder: Path) -> bool | None:
-    # synergic sweep --folds writes OUTPUT/<cell>/repeat-R/fold-F/, then the cells' and
-    # OUTPUT's summary.json (with "folds"). None: it may be one that has not finished.
-    try:
-        summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
-        if isinstance(summary, dict) and "cells" in summary and "folds" in summary:
-            return True
-    except (OSError, ValueError):
-        pass
-    if not any(folder.glob("*/repeat-*/fold-*/recipe.yaml")):
-        return False
-    # a folder that also holds runs of its own is a folder of runs, not an unfinished sweep
-    return None if not any(folder.glob("*/metrics.json")) and not any(
-        folder.glob("*/*/metrics.json")) else False
 
 
 def _read_cv_summary(path: Path, command: str = "synergic cv") -> dict[str, Any]:
@@ -219,30 +201,45 @@ def find_cross_validations(
     Raises:
         SynergicError: a ``summary.json`` that cannot be read or is not a cross-validation's.
     """
+    from synergic.folders import folder_kind
+
     found: list[CrossValidation] = []
     rest: list[Path] = []
     notes: list[str] = []
     for raw in paths:
         path = Path(raw)
-        if not path.is_dir() or (path / "metrics.json").is_file():
-            rest.append(path)
-        elif _is_cross_validation(path):
-            if (path / "summary.json").is_file():
-                found.append(CrossValidation(path, _read_cv_summary(path)))
-            else:
-                notes.append(f"{path} is a cross-validation without summary.json: it has not "
-                             "finished; run the same synergic cv command again")
-        elif (sweep := _is_cross_validation_sweep(path)) is not False:
-            if sweep:
-                found += _sweep_cross_validations(path)
-            else:
-                notes.append(f"{path} holds cross-validations (<cell>/repeat-R/fold-F) but no "
-                             "summary.json: a sweep with --folds that has not finished (run the "
-                             "same synergic sweep command again), or give the cross-validation "
-                             "folders themselves")
+        kind = folder_kind(path) if path.is_dir() else None
+        finished = (path / "summary.json").is_file()
+        if kind == "cv" and finished:
+            found.append(CrossValidation(path, _read_cv_summary(path)))
+        elif kind == "cv":
+            notes.append(f"{path} is a cross-validation without summary.json: it has not "
+                         "finished; run the same synergic cv command again")
+        elif kind == "cv_sweep" and finished:
+            found += _sweep_cross_validations(path)
+            notes += _not_in_sweep_notes(path)
+        elif kind == "cv_sweep":
+            notes.append(f"{path} holds cross-validations (<cell>/repeat-R/fold-F) but no "
+                         "summary.json: a sweep with --folds that has not finished (run the "
+                         "same synergic sweep command again), or give the cross-validation "
+                         "folders themselves")
         else:
             rest.append(path)
     return found, rest, notes
+
+
+def _not_in_sweep_notes(folder: Path) -> list[str]:
+    # Runs kept in a sweep folder that its last grid did not plan: named, never mixed in.
+    from synergic.folders import unplanned_runs
+
+    try:
+        summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+        planned = [folder / r["run_dir"] for c in summary["cells"] for r in c["runs"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return [f"{folder / name} is in the sweep folder but not part of its sweep (summary.json): "
+            "left out; give it as its own path to report it"
+            for name in unplanned_runs(folder, planned)]
 
 
 def _sweep_run_dirs(folder: Path) -> tuple[list[Path], set[Path], list[str]]:
@@ -262,11 +259,11 @@ def _sweep_run_dirs(folder: Path) -> tuple[list[Path], set[Path], list[str]]:
     notes = [f"{p} is in {summary_path} but has no metrics.json" for p in ordered
              if not (p / "metrics.json").is_file()]
     in_summary = [p for p in ordered if (p / "metrics.json").is_file()]
-    known = {p.resolve() for p in in_summary}
-    extra = [p for p in found if p.resolve() not in known]  # runs of other grids in the same folder
+    # Runs of an earlier grid (or --seeds) kept in the same folder are named, not mixed in.
+    notes += _not_in_sweep_notes(folder)
     selected = {(folder / r["run_dir"]).resolve()
                 for c in cells if c["cell"] == summary.get("selected") for r in c["runs"]}
-    return in_summary + extra, selected, notes
+    return in_summary, selected, notes
 
 
 # ---------------------------------------------------------------------------------- the rows

@@ -41,6 +41,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from synergic.errors import SynergicError
+from synergic.folders import check_output_kind, unplanned_runs
 from synergic.rundir import RESULT_NEUTRAL_KEYS  # shared with resume: never change results
 from synergic.rundir import KEEP_CHECKPOINTS_MANY_RUNS
 from synergic.stats import format_stat, mean_std
@@ -129,7 +130,10 @@ def run_sweep(
     cell the mean, std and 95 % t-interval over its folds (:func:`summarize_cv_sweep`).
 
     A finished run is kept (after checking that its recipe is this cell's), an interrupted one is
-    resumed, an empty one is started. The first run that fails stops the sweep with a
+    resumed, an empty one is started. Runs in ``output`` that this sweep did not plan (cells of an
+    earlier ``--grid``, seeds of a larger ``--seeds``) are kept, left out of the summary and
+    listed in its ``not_in_sweep`` (paths relative to ``output``,
+    :func:`synergic.folders.unplanned_runs`). The first run that fails stops the sweep with a
     :class:`SweepCellError` that names it; finished runs stay, so the same call continues.
 
     ``select_metric``: the validation metric that selects the cell; None: the runs' primary
@@ -143,8 +147,9 @@ def run_sweep(
 
     Raises:
         SynergicError: ``seeds`` above 1 with ``folds``, ``repeats`` or ``group_by`` without
-            them; ``output`` holding a sweep of the other
-            kind (with or without folds); what the planners refuse.
+            them; ``output`` holding another kind of experiment (a run, a cross-validation, a
+            sweep with or without folds: :func:`synergic.folders.check_output_kind`); what the
+            planners refuse.
         SweepCellError: the first run that fails or is stopped.
     """
     if select_metric is not None:
@@ -154,13 +159,15 @@ def run_sweep(
     axes = [g if isinstance(g, GridAxis) else parse_grid(g) for g in grids]
     description = {"recipe": str(recipe), "overrides": list(overrides),
                    "grid": {a.key: list(a.texts) for a in axes}}
+    # A folder holds one experiment: refuse a run, a cv or a sweep of the other kind at once.
+    check_output_kind(output, "sweep" if folds is None else "cv_sweep")
     if folds is None:
         runs = plan_sweep(recipe, axes, seeds=seeds, overrides=overrides, output=output)
-        _check_same_kind(output, cross_validated=False)
         execute_runs(runs, on_event=on_event, callbacks=callbacks, on_stage=on_stage,
                      progress=progress, executor=executor)
         summary = summarize_sweep(runs, output, select_metric=select_metric,
                                   description={**description, "seeds": seeds})
+        summary["not_in_sweep"] = unplanned_runs(output, [run.run_dir for run in runs])
         write_summary(summary, output)
         return summary
 
@@ -173,7 +180,6 @@ def run_sweep(
         )
     cells = plan_cv_sweep(recipe, axes, folds=folds, repeats=repeats, group_by=group_by,
                           overrides=overrides, output=output)
-    _check_same_kind(output, cross_validated=True)
     execute_runs([run for cell in cells for run in cell.plan.runs], on_event=on_event,
                  callbacks=callbacks, on_stage=on_stage, progress=progress, executor=executor)
     cell_summaries = [
@@ -185,19 +191,7 @@ def run_sweep(
     ]
     summary = summarize_cv_sweep(cells, cell_summaries, output, select_metric=select_metric,
                                  description=description)
+    summary["not_in_sweep"] = unplanned_runs(
+        output, [run.run_dir for cell in cells for run in cell.plan.runs])
     write_summary(summary, output)
     return summary
-
-
-def _check_same_kind(output: str | os.PathLike[str], *, cross_validated: bool) -> None:
-    # Runs of a sweep of seeds (<cell>/seed<k>/) and of a sweep of cross-validations
-    # (<cell>/repeat-R/fold-F/) would mix in one folder, summary and report.
-    from pathlib import Path
-
-    other = "*/seed*/recipe.yaml" if cross_validated else "*/repeat-*/fold-*/recipe.yaml"
-    if any(Path(output).glob(other)):
-        kind = "without" if cross_validated else "with"
-        raise SynergicError(
-            f"{output} holds runs of a sweep {kind} --folds: use another --output for a sweep "
-            f"{'with' if cross_validated else 'without'} --folds"
-        )

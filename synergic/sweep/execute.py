@@ -8,17 +8,16 @@ an interrupted one (a checkpoint but no ``metrics.json``) is resumed, an empty o
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from synergic.errors import SynergicError
+from synergic.folders import run_state  # one place says what a folder holds
 from synergic.recipe import Recipe, load_recipe
 
 __all__ = [
-    "SweepCellError", "check_finished", "execute_runs", "launch_runs", "run_state",
+    "SweepCellError", "check_finished", "execute_runs", "interrupted", "launch_runs", "run_state",
 ]
 
 
@@ -26,24 +25,23 @@ class SweepCellError(SynergicError):
     """A run of a sweep or cross-validation failed; ``run`` (a :class:`SweepRun`, a
     :class:`synergic.cv.FoldRun`) says which."""
 
-    def __init__(self, message: str, run: Any) -> None:
+    def __init__(self, message: str, run: Any, exit_code: int = 1) -> None:
         super().__init__(message)
         self.run = run
+        self.exit_code = exit_code
 
 
-def run_state(run_dir: str | os.PathLike[str]) -> str:
-    """Where a sweep run stands: ``"finished"`` (metrics.json), ``"interrupted"`` (a checkpoint to
-    resume), ``"started"`` (a run that stopped before its first checkpoint), ``"empty"`` or
-    ``"other"`` (files that are not a synergic run)."""
-    from synergic.experiment import run_directory_state
+def interrupted(command: str, where: str | None, why: str, run: Any = None) -> SweepCellError:
+    """The one line of a ``command`` (``cv``, ``sweep``) stopped in ``where`` (``repeat 0 fold
+    1``; None: between runs) because of ``why``: how to continue, with the exit status of a
+    Ctrl-C (130)."""
+    from synergic.errors import INTERRUPTED_EXIT_CODE
 
-    run_dir = Path(run_dir)
-    if (run_dir / "metrics.json").is_file():
-        return "finished"
-    if (run_dir / "checkpoints" / "last.pt").is_file():
-        return "interrupted"
-    state = run_directory_state(run_dir)
-    return {"run": "started"}.get(state, state)
+    place = f" in {where}" if where else ""
+    return SweepCellError(
+        f"{command} stopped{place} ({why}): run the same {command} command again to "
+        "continue", run, INTERRUPTED_EXIT_CODE,
+    )
 
 
 def _same_experiment(saved: Recipe, wanted: Recipe) -> list[str]:
@@ -75,8 +73,9 @@ def execute_runs(
     then do not apply.
 
     Raises:
-        SweepCellError: the first run that fails or is stopped (SIGTERM, Ctrl-C), naming it;
-            finished runs stay, so the same call continues.
+        SweepCellError: the first run that fails or is stopped (SIGTERM, Ctrl-C: in training
+            or outside it), naming it; finished runs stay, so the same call continues. Its
+            ``exit_code`` is 130 for a Ctrl-C.
     """
     from synergic.experiment import run as run_experiment
 
@@ -108,13 +107,16 @@ def execute_runs(
             from synergic.training.trainer import TrainingInterrupted
 
             if isinstance(error, TrainingInterrupted):
-                raise SweepCellError(
-                    f"{command} stopped in {where(sweep_run)} ({error}): run the same {command} "
-                    "command again to continue", sweep_run
-                ) from None
+                stopped = interrupted(command, where(sweep_run), str(error), sweep_run)
+                stopped.exit_code = error.exit_code  # 130 for Ctrl-C, 1 for SIGTERM
+                raise stopped from None
             raise SweepCellError(
                 f"{command} {where(sweep_run)} failed: {error}", sweep_run
             ) from error
+        except KeyboardInterrupt:  # Ctrl-C outside the training loop: decoding, evaluation
+            raise interrupted(command, where(sweep_run), "interrupted by Ctrl-C outside "
+                              "training; the run resumes from its last checkpoint",
+                              sweep_run) from None
         except Exception as error:
             if hasattr(error, "add_note"):  # Python >= 3.11: the traceback names the run
                 error.add_note(f"(in {command} {where(sweep_run)}, {sweep_run.run_dir})")

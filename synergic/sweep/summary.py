@@ -312,6 +312,10 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
         )
     else:
         lines.append(f"Nothing selected: {summary['selection_note']}.")
+    if summary.get("not_in_sweep"):
+        lines += ["", f"Kept in this folder, not part of this sweep: "
+                  f"{', '.join(f'`{name}`' for name in summary['not_in_sweep'])} (runs of an "
+                  "earlier grid; left out of this summary and of `synergic report`)."]
     lines += ["", "AP is scikit-learn's step-wise average precision (today's ISIC scorer); "
               "AP (trapezoid) is the pre-0.19 definition that the paper most likely used "
               "(docs/metrics.md). Compare sweeps and the paper with `synergic report`.", ""]

@@ -53,7 +53,17 @@ class NonFiniteLossError(SynergicError):
 
 
 class TrainingInterrupted(SynergicError):
-    pass
+    """Training stopped by ``signal`` (``"SIGINT"``, ``"SIGTERM"``) after saving ``last.pt``.
+    A stop by Ctrl-C exits 130 (:data:`synergic.errors.INTERRUPTED_EXIT_CODE`), as a Ctrl-C
+    anywhere else does; SIGTERM exits 1."""
+
+    def __init__(self, message: str, signal: str | None = None) -> None:
+        super().__init__(message)
+        self.signal = signal
+        if signal == "SIGINT":
+            from synergic.errors import INTERRUPTED_EXIT_CODE
+
+            self.exit_code = INTERRUPTED_EXIT_CODE
 
 
 @dataclass
@@ -375,7 +385,7 @@ class Trainer:
                     self.save("last.pt")
                     raise TrainingInterrupted(
                         f"stopped by {self._stop_requested} at step {self.state.step}; "
-                        "checkpoint saved: resume to continue"
+                        "checkpoint saved: resume to continue", self._stop_requested
                     )
             self._flush(pending)
             if self.validation is not None and (
