@@ -717,6 +717,8 @@ def resumable_checkpoint(run_dir: Path, recipe: Recipe) -> dict[str, Any] | None
     from synergic.training.checkpoint import check_resumable_version, load_checkpoint
 
     state_of_dir = run_directory_state(run_dir)
+    if state_of_dir == "other":  # a sweep or cross-validation is named, not "no synergic run"
+        claim_run_directory(run_dir, resume=True, overwrite=False)
     if state_of_dir != "run":
         what = "does not exist" if not run_dir.exists() else (
             "is empty" if state_of_dir == "empty" else "holds no synergic run"

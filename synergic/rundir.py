@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from synergic.errors import SynergicError
+from synergic.folders import KIND_NAMES, folder_kind
 from synergic.recipe import Recipe
 
 RESULT_NEUTRAL_KEYS: tuple[str, ...] = (
@@ -115,11 +116,22 @@ def claim_run_directory(
     every other check has passed, so a mistake elsewhere never costs the old run).
 
     Raises:
-        SynergicError: the folder holds a run (without ``overwrite``) or other files.
+        SynergicError: the folder holds a run (without ``overwrite``), a sweep, a
+            cross-validation or a folder of runs (named, see :func:`synergic.folders.folder_kind`),
+            or other files.
     """
     run_dir = Path(run_dir)
     state = run_directory_state(run_dir)
-    if state == "empty" or resume:
+    if state == "empty":
+        return
+    if state == "other":
+        # A sweep or cross-validation folder is never one run, not even to --resume or --overwrite.
+        kind = folder_kind(run_dir)
+        if kind in ("sweep", "cv_sweep", "cv", "runs"):
+            raise SynergicError(
+                f"output directory {run_dir} holds a {KIND_NAMES[kind]}: use another --output"
+            )
+    if resume:
         return
     if not overwrite:
         what = "another run" if state == "run" else "other files"

@@ -321,12 +321,16 @@ def test_compare_two_cross_validations_pairs_their_out_of_fold_predictions(tiny_
     assert repeat["difference"] == pytest.approx(repeat["b"] - repeat["a"])
     assert 0 <= repeat["p_value"] <= 1 and repeat["ci"][0] <= repeat["ci"][1]
 
-    code, output = invoke(["report", folder, "--no-paper", "--n-bootstrap", "50"])
+    code, output = invoke(["report", folder, "--no-paper", "--n-bootstrap", "50", "--json"])
     assert code == 0, output
     report = (folder / "report.md").read_text()
     section = report.split("### SDL vs ensemble on the out-of-fold predictions (paired)")[1]
     assert (f"| train.synergic_weight=0 | train.synergic_weight=3 | 0 | {repeat['images']} | "
             f"AUC | {repeat['a']:.4f} | {repeat['b']:.4f} |") in section
+    # --json carries the same comparison: synergic compare's, plus the sweep and its cells.
+    (shown,) = json.loads(output)["cv_comparisons"]
+    assert shown == {**result, "cv_a": str(cv_a), "cv_b": str(cv_b), "sweep": str(folder),
+                     "ensemble": "train.synergic_weight=0", "sdl": "train.synergic_weight=3"}
 
     # Other folds: refused in one line, naming the image.
     rows = read_csv(cv_b / "oof_predictions.csv")
@@ -338,3 +342,17 @@ def test_compare_two_cross_validations_pairs_their_out_of_fold_predictions(tiny_
     assert f"their folds differ (image '{moved}' is in fold" in output
     code, output = invoke(["compare", cv_a, cv_a / "repeat-0" / "fold-0"])
     assert code == 1 and "give two runs, or two cross-validations" in output
+
+
+@pytest.mark.parametrize("flag", [[], ["--overwrite"], ["--resume"]])
+@pytest.mark.parametrize("kind", ["cv", "cv_sweep", "sweep", "runs"])
+def test_run_names_the_experiment_its_output_folder_holds_and_leaves_it_alone(
+    kind, flag, tiny_recipe, tmp_path
+):
+    folder = make(kind, tmp_path / "d")
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    code, output = invoke(["run", tiny_recipe, *SETS, "--output", folder, *flag])
+    assert code == 1, output
+    assert len(error_lines(output)) == 1
+    assert f"output directory {folder} holds a {KIND_NAMES[kind]}: use another --output" in output
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before

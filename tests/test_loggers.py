@@ -476,3 +476,24 @@ def test_list_valued_keys_take_one_name_or_a_comma_list(tmp_path):
         assert [logger.name for logger in loaded.loggers] == names, value
         loaded = load_recipe(recipe, [f"data.task_classes={value}"])
         assert loaded.data.task_classes == names, value
+
+
+@pytest.mark.parametrize("store", ["default", "sqlite", "file"])
+def test_recipe_check_with_mlflow_creates_no_tracking_store(tmp_path, monkeypatch, store):
+    """A check verifies the package, the URI's scheme and a server's reachability, and opens no
+    store: MLflow would create its default sqlite:///mlflow.db in the working directory."""
+    pytest.importorskip("mlflow")
+    recipe = write_recipe(tmp_path / "tiny.yaml")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    uri = {"default": None, "sqlite": f"sqlite:///{work / 'store' / 'mlflow.db'}",
+           "file": f"file://{work / 'mlruns'}"}[store]
+    logger = "mlflow" if uri is None else f"{{name: mlflow, options: {{tracking_uri: '{uri}'}}}}"
+    code, output = invoke(["recipe", "check", recipe, "--set", f"loggers=[{logger}]"])
+    assert code == 0, output
+    assert sorted(p.name for p in work.rglob("*")) == []
+    code, output = invoke(["recipe", "check", recipe, "--set",
+                           "loggers=[{name: mlflow, options: {tracking_uri: 'bogus://x'}}]"])
+    assert code == 1 and "unsupported MLflow tracking URI scheme 'bogus'" in output, output

@@ -172,7 +172,7 @@ def report(paths, output: Path | None, metric: str | None, paper: bool | None, n
       synergic report runs/lambda runs/components runs/demo-cv
 
     --quiet prints only the report's path; --json prints {"report", "rows", "cross_validations",
-    "figures": {name: path}, "comparisons", "notes"}.
+    "figures": {name: path}, "comparisons", "cv_comparisons", "notes"}.
     """
     from rich.markup import escape
 
@@ -190,6 +190,7 @@ def report(paths, output: Path | None, metric: str | None, paper: bool | None, n
             "cross_validations": len(result.cross_validations),
             "figures": {name: printable_name(path) for name, path in result.figures.items()},
             "comparisons": result.comparisons,
+            "cv_comparisons": result.cv_comparisons,
             "notes": [printable_name(note) for note in result.notes],
         })
         return

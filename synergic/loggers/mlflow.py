@@ -120,7 +120,8 @@ class MLflowLogger:
     the store's, ``./mlruns`` beside a database store).
 
     Args:
-        run_dir: the run directory (``None``: only check the package and the store).
+        run_dir: the run directory (``None``: only check, creating nothing: the package, the
+            URI's scheme, a server's reachability; the store is not opened).
         experiment: the MLflow experiment's name: the recipe's ``name``.
         resume: continue the MLflow run recorded in ``run.json``, when there is one.
         start_step: the checkpoint's step (0 for a new run).
@@ -130,8 +131,9 @@ class MLflowLogger:
         log_checkpoints: also store ``checkpoints/`` as artifacts (large: off by default).
 
     Raises:
-        SynergicError: mlflow (or SQLAlchemy for a database store) is missing, or the tracking
-            store cannot be reached or read (one line, before training).
+        SynergicError: mlflow (or SQLAlchemy for a database store) is missing, the URI's scheme
+            is not supported, or the tracking store cannot be reached or read (one line, before
+            training).
     """
 
     def __init__(
@@ -165,7 +167,26 @@ class MLflowLogger:
                 raise missing_package("mlflow", "SQLAlchemy and Alembic", error) from None
         # After `import mlflow`, which sets its loggers' levels on first import.
         with quiet_mlflow_logging():
-            self.client = self._open_store(MlflowClient, where)
+            if self.run_dir is None:  # `synergic recipe check`: a check creates no store
+                self.client: Any = None
+                self._check_store(where)
+            else:
+                self.client = self._open_store(MlflowClient, where)
+
+    def _check_store(self, where: str) -> None:
+        """What can be checked without opening the store, which would create it (MLflow's
+        default ``sqlite:///mlflow.db`` in the working directory): a server that accepts a
+        connection, and a URI scheme that MLflow has a tracking store for. Not checked: whether
+        the store opens (credentials, a database's schema, write permission)."""
+        _check_reachable(self.tracking_uri, where)
+        try:  # MLflow's registry of tracking stores (with its plugins'), a private module
+            from mlflow.tracking._tracking_service.utils import _tracking_store_registry
+        except ImportError:
+            return  # another MLflow layout: the run's start checks the scheme
+        try:
+            _tracking_store_registry.get_store_builder(self.tracking_uri)
+        except Exception as error:
+            raise self._store_error(error, where) from None
 
     def _open_store(self, client_class: type, where: str) -> Any:
         _check_reachable(self.tracking_uri, where)
@@ -175,21 +196,24 @@ class MLflowLogger:
         except ImportError as error:
             raise missing_package("mlflow", "a package of the mlflow extra", error) from None
         except Exception as error:
-            schemes = getattr(error, "supported_uri_schemes", None)
-            if schemes is not None:  # MLflow words this as the model registry's problem
-                scheme = urlparse(self.tracking_uri).scheme
-                raise SynergicError(
-                    f"loggers: unsupported MLflow tracking URI scheme '{scheme}' in "
-                    f"{self.tracking_uri} (from {where}; supported: "
-                    f"{', '.join(s for s in schemes if s)}): correct the URI or remove mlflow "
-                    "from loggers"
-                ) from None
-            reason = database_error(error) or describe_error(error)
-            raise SynergicError(
-                f"loggers: the mlflow logger cannot use the tracking store {self.tracking_uri} "
-                f"(from {where}): {reason}; correct the store or remove mlflow from loggers"
-            ) from None
+            raise self._store_error(error, where) from None
         return client
+
+    def _store_error(self, error: Exception, where: str) -> SynergicError:
+        schemes = getattr(error, "supported_uri_schemes", None)
+        if schemes is not None:  # MLflow words this as the model registry's problem
+            scheme = urlparse(self.tracking_uri).scheme
+            return SynergicError(
+                f"loggers: unsupported MLflow tracking URI scheme '{scheme}' in "
+                f"{self.tracking_uri} (from {where}; supported: "
+                f"{', '.join(s for s in schemes if s)}): correct the URI or remove mlflow "
+                "from loggers"
+            )
+        reason = database_error(error) or describe_error(error)
+        return SynergicError(
+            f"loggers: the mlflow logger cannot use the tracking store {self.tracking_uri} "
+            f"(from {where}): {reason}; correct the store or remove mlflow from loggers"
+        )
 
     # -- the MLflow run -------------------------------------------------------------------------
 
