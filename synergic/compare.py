@@ -79,13 +79,7 @@ def compare_runs(run_a: Path, run_b: Path, *, metric: str | None = None,
             "comparison needs both runs evaluated on the same test images"
         )
     if metric is None:
-        if first["primary_metric"] != second["primary_metric"]:
-            raise SynergicError(
-                f"cannot compare {run_a} and {run_b} on their primary metric: A ranks by "
-                f"{first['primary_metric']}, B by {second['primary_metric']}; choose one with "
-                "--metric"
-            )
-        metric = default_compare_metric(first["primary_metric"])
+        metric = _shared_default_metric(run_a, run_b, first, second)
     order = {image: row for row, image in enumerate(second["ids"])}
     aligned = np.array([order[image] for image in first["ids"]])
     probabilities_b = second["probabilities"][aligned]
@@ -224,13 +218,7 @@ def compare_cross_validations(cv_a: Path, cv_b: Path, *, metric: str | None = No
                 f"{len(folds_a[repeat])} images in A, {len(folds_b[repeat])} in B"
             )
     if metric is None:
-        if first["primary_metric"] != second["primary_metric"]:
-            raise SynergicError(
-                f"cannot compare {cv_a} and {cv_b} on their primary metric: A ranks by "
-                f"{first['primary_metric']}, B by {second['primary_metric']}; choose one with "
-                "--metric"
-            )
-        metric = default_compare_metric(first["primary_metric"])
+        metric = _shared_default_metric(cv_a, cv_b, first, second)
     results = []
     for repeat in sorted(folds_a):
         ids = list(folds_a[repeat])
@@ -302,3 +290,15 @@ def _out_of_fold(folder: Path) -> dict[str, Any]:
     return {"folds": folds, "probabilities": probabilities, "labels": labels,
             "classes": classes, "task_classes": task_classes,
             "primary_metric": summary.get("primary_metric") or "ap"}
+
+
+def _shared_default_metric(a, b, first: dict, second: dict) -> str:
+    """The metric two results are compared on when none is given: their shared primary metric
+    (:func:`default_compare_metric`). Raises :class:`SynergicError` when they rank differently."""
+    if first["primary_metric"] != second["primary_metric"]:
+        raise SynergicError(
+            f"cannot compare {a} and {b} on their primary metric: A ranks by "
+            f"{first['primary_metric']}, B by {second['primary_metric']}; choose one with "
+            "--metric"
+        )
+    return default_compare_metric(first["primary_metric"])
